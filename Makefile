@@ -1,0 +1,64 @@
+# Qingshou — one entry point for developers, CI and ops.
+#   make demo   install what is missing, start Kafka, PostgreSQL and the services, check health
+#   make test   install what is missing, start the infrastructure, lint, type-check, run all tests
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+ROOT := $(abspath .)
+export QS_HOME ?= $(ROOT)/.local
+VENV := $(ROOT)/.venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+PYTEST_ARGS ?=
+
+.PHONY: help venv deps infra up down clean demo test test-quick lint typecheck bench status
+
+help:
+	@echo "make demo | up | down | clean | status | test | test-quick | lint | bench"
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	@test -x $(VENV)/bin/uv || $(PY) -m pip install -q uv==0.13.8
+	@$(VENV)/bin/uv pip install --python $(PY) -q -e '.[dev]'
+	@rm -f $(VENV)/.installed-*; touch $@
+
+venv: $(STAMP)
+
+deps:
+	@bash scripts/deps.sh
+
+infra: venv deps
+	@bash scripts/pg.sh start
+	@bash scripts/kafka.sh start
+
+up: infra
+	@$(PY) -m shared.cli topics
+	@bash scripts/stack.sh start
+
+status:
+	@bash scripts/stack.sh status
+
+down:
+	@bash scripts/stack.sh stop
+	@bash scripts/kafka.sh stop
+	@bash scripts/pg.sh stop
+
+clean: down
+	rm -rf $(QS_HOME)
+
+demo: up
+	@$(PY) -m shared.cli check
+
+lint: venv
+	$(VENV)/bin/ruff check .
+
+typecheck: venv
+	$(VENV)/bin/mypy
+
+test: infra lint typecheck
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-quick: venv lint
+	$(PY) -m pytest -m "not integration and not e2e and not slow" $(PYTEST_ARGS)
+
+bench: infra
+	$(PY) -m shared.cli bench

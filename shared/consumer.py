@@ -1,0 +1,380 @@
+"""The one consumer loop of the project.
+
+A service supplies a :class:`ConsumerSpec` (its handler table and optional batch hooks); the
+runner does the rest:
+
+1. ``getmany`` a batch; parse every message into a CloudEvent (:func:`shared.events.parse_event`).
+2. Open one transaction. Claim the batch's ``(source, id)`` pairs in the inbox: duplicates and
+   already-applied events drop out. Run each remaining event's handler in order.
+3. A poison message (bad JSON, not a CloudEvent, unknown type, schema error, a handler's
+   :class:`Rejected` or an unexpected exception) is taken out and the batch is applied again
+   without it, so nothing it half-wrote survives. Poison is queued for ``<topic>.dlq`` through
+   the outbox, with the reason in headers, in the same transaction.
+4. Commit the transaction, then commit each partition's offset (last + 1).
+
+A crash between the two commits redelivers the batch; the inbox makes the second delivery a
+no-op. Transient database or Kafka errors retry the same batch with backoff. A failure in a
+batch hook that cannot be pinned on one message makes the runner apply that batch one message
+per transaction, which finds the culprit. On rebalance the revocation waits for the batch in
+flight. ``stop()`` (called on SIGTERM by the service) finishes the current batch and leaves the
+group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import orjson
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from shared import inbox, outbox
+from shared.context import BatchContext, Rejected
+from shared.events import Event, EventError, parse_event, registry
+from shared.metrics import (BATCH_SECONDS, BATCH_SIZE, CONSUMER_LAG, EVENTS_CONSUMED,
+                            EVENTS_DEAD_LETTERED, EVENTS_DUPLICATE, EVENTS_FAILED)
+from shared.topics import TopicNames, dlq
+from shared.transient import Backoff, is_transient
+
+log = logging.getLogger("qingshou.consumer")
+
+Handler = Callable[[BatchContext, Event], Awaitable[None]]
+BeforeBatch = Callable[[BatchContext, list[Event]], Awaitable[None]]
+AfterBatch = Callable[[BatchContext], Awaitable[None]]
+
+
+@dataclass
+class ConsumerSpec:
+    """What a service consumes and how it handles each event type.
+
+    ``topics`` are unprefixed names. Types in the registry but not in ``handlers`` are skipped
+    (a service reads only what concerns it); types unknown to the registry are poison.
+    """
+
+    name: str
+    topics: Sequence[str]
+    handlers: Mapping[str, Handler]
+    before_batch: BeforeBatch | None = None
+    after_batch: AfterBatch | None = None
+
+
+@dataclass
+class RunnerConfig:
+    bootstrap: str
+    group_id: str
+    schema: str
+    topics: TopicNames = field(default_factory=TopicNames)
+    source: str = "urn:qingshou"
+    max_records: int = 2000
+    poll_timeout_ms: int = 200
+    outbox_shards: int = 16
+    client_id: str | None = None
+
+
+@dataclass(slots=True)
+class _Item:
+    record: ConsumerRecord
+    key: inbox.InboxKey
+    event: Event | None = None
+    reason: str | None = None
+    detail: str = ""
+
+
+class _Redo(Exception):
+    """A message was found to be poison: apply the batch again without it."""
+
+
+class _Unattributable(Exception):
+    """A batch hook failed and no single message can be blamed yet."""
+
+
+def synthetic_key(record: ConsumerRecord) -> inbox.InboxKey:
+    """An inbox key for a message whose own ``(source, id)`` cannot be read."""
+    return inbox.InboxKey(f"kafka:{record.topic}", f"{record.partition}:{record.offset}",
+                          record.topic, record.partition, record.offset)
+
+
+class _Revocation(ConsumerRebalanceListener):
+    def __init__(self, lock: asyncio.Lock):
+        self.lock = lock
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        # wait for the batch in flight to commit before the partitions move on
+        async with self.lock:
+            pass
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        log.info("partitions assigned", extra={"partitions": sorted(str(tp) for tp in assigned)})
+
+
+class ConsumerRunner:
+    """Runs one :class:`ConsumerSpec` against Kafka and the service's schema."""
+
+    def __init__(self, spec: ConsumerSpec, engine: AsyncEngine, config: RunnerConfig):
+        self.spec = spec
+        self.engine = engine
+        self.config = config
+        self._consumer: AIOKafkaConsumer | None = None
+        self._lock = asyncio.Lock()
+        self._stopping = asyncio.Event()
+        self.applied = 0
+        self.dead_lettered = 0
+
+    @property
+    def consumer(self) -> AIOKafkaConsumer | None:
+        return self._consumer
+
+    async def start(self) -> None:
+        cfg = self.config
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=cfg.bootstrap,
+            group_id=cfg.group_id,
+            client_id=cfg.client_id or f"{self.spec.name}-consumer",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_interval_ms=600_000,
+            fetch_max_bytes=16 * 1024 * 1024,
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+        )
+        await self._consumer.start()
+        self._consumer.subscribe([cfg.topics.name(t) for t in self.spec.topics],
+                                 listener=_Revocation(self._lock))
+
+    async def stop(self) -> None:
+        """Ask the loop to finish its current batch and return."""
+        self._stopping.set()
+
+    async def run(self) -> None:
+        """Consume until :meth:`stop`; never ends on a bad message or a transient error."""
+        if self._consumer is None:
+            await self.start()
+        consumer = self._consumer
+        assert consumer is not None
+        backoff = Backoff()
+        try:
+            while not self._stopping.is_set():
+                try:
+                    batches = await consumer.getmany(
+                        timeout_ms=self.config.poll_timeout_ms,
+                        max_records=self.config.max_records)
+                except KafkaError as exc:
+                    log.warning("fetch failed", extra={"error": repr(exc)})
+                    await self._pause(backoff.next_delay())
+                    continue
+                backoff.reset()
+                if not batches:
+                    continue
+                async with self._lock:
+                    started = time.perf_counter()
+                    records = [r for recs in batches.values() for r in recs]
+                    if not await self._apply_until_done(records):
+                        break
+                    await self._commit_offsets(batches)
+                    BATCH_SECONDS.labels(self.spec.name).observe(time.perf_counter() - started)
+                    BATCH_SIZE.labels(self.spec.name).observe(len(records))
+                    self._update_lag(batches)
+        finally:
+            with contextlib.suppress(Exception):
+                await consumer.stop()
+
+    # -- one batch -------------------------------------------------------------------------
+
+    async def _apply_until_done(self, records: list[ConsumerRecord]) -> bool:
+        """Apply a batch, retrying what cannot be blamed on a message; False if stopped."""
+        backoff = Backoff(first=0.5, ceiling=30.0)
+        while True:
+            try:
+                await self._apply_batch(records)
+                return True
+            except Exception:
+                # not a message's fault (a broken hook, a schema missing): keep the position,
+                # keep trying, never end the loop over it
+                log.exception("batch failed; will retry", extra={"consumer": self.spec.name})
+                await self._pause(backoff.next_delay())
+                if self._stopping.is_set():
+                    return False
+
+    async def _apply_batch(self, records: list[ConsumerRecord]) -> None:
+        items = [self._parse(r) for r in records]
+        try:
+            await self._apply_with_retry(items)
+        except _Unattributable:
+            log.warning("batch hook failed; applying the batch one message at a time",
+                        extra={"consumer": self.spec.name, "size": len(items)})
+            for item in items:
+                try:
+                    await self._apply_with_retry([item])
+                except _Unattributable as exc:
+                    item.reason, item.detail = "handler_error", str(exc.__cause__ or exc)
+                    await self._apply_with_retry([item])
+
+    def _parse(self, record: ConsumerRecord) -> _Item:
+        try:
+            event = parse_event(record.value if record.value is not None else b"")
+        except EventError as exc:
+            detail = orjson.dumps(exc.errors).decode() if exc.errors else str(exc)
+            return _Item(record, synthetic_key(record), reason=exc.reason, detail=detail)
+        key = inbox.InboxKey(event.source, event.id, record.topic, record.partition,
+                             record.offset)
+        return _Item(record, key, event=event)
+
+    async def _apply_with_retry(self, items: list[_Item]) -> None:
+        backoff = Backoff()
+        while True:
+            try:
+                await self._apply_once(items)
+                return
+            except _Redo:
+                continue
+            except _Unattributable:
+                raise
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise _Unattributable(repr(exc)) from exc
+                EVENTS_FAILED.labels(self.spec.name).inc()
+                delay = backoff.next_delay()
+                log.warning("transient failure; retrying the batch",
+                            extra={"consumer": self.spec.name, "error": repr(exc),
+                                   "retry_in_s": delay})
+                await asyncio.sleep(delay)
+
+    async def _apply_once(self, items: list[_Item]) -> None:
+        spec, cfg = self.spec, self.config
+        async with self.engine.begin() as conn:
+            ctx = BatchContext(conn, cfg.topics, cfg.source)
+            wanted: list[_Item] = []
+            seen: set[tuple[str, str]] = set()
+            duplicates = 0
+            for item in items:
+                if item.reason is not None or item.event is None:
+                    continue
+                if item.event.type not in spec.handlers:
+                    continue
+                pair = (item.key.source, item.key.id)
+                if pair in seen:
+                    duplicates += 1
+                    continue
+                seen.add(pair)
+                wanted.append(item)
+            fresh = await inbox.claim(conn, spec.name, [i.key for i in wanted])
+            todo = [i for i in wanted if (i.key.source, i.key.id) in fresh]
+            duplicates += len(wanted) - len(todo)
+            events = [i.event for i in todo if i.event is not None]
+            try:
+                if spec.before_batch is not None and todo:
+                    await spec.before_batch(ctx, events)
+            except Exception as exc:
+                if is_transient(exc):
+                    raise
+                raise _Unattributable(repr(exc)) from exc
+            for item in todo:
+                await self._handle(ctx, item)
+            try:
+                if spec.after_batch is not None and todo:
+                    await spec.after_batch(ctx)
+            except Exception as exc:
+                if is_transient(exc):
+                    raise
+                raise _Unattributable(repr(exc)) from exc
+            dead = [i for i in items if i.reason is not None]
+            dead = await self._drop_known_dead(conn, dead)
+            await inbox.mark_dead(conn, spec.name, [i.key for i in dead])
+            messages = ctx.outbox + [self._dead_letter(i) for i in dead]
+            await outbox.write(conn, messages, cfg.outbox_shards, cfg.schema)
+        # committed
+        self.applied += len(todo)
+        self.dead_lettered += len(dead)
+        if duplicates:
+            EVENTS_DUPLICATE.labels(spec.name).inc(duplicates)
+        for item in todo:
+            EVENTS_CONSUMED.labels(spec.name, item.record.topic).inc()
+        for item in dead:
+            EVENTS_DEAD_LETTERED.labels(spec.name, item.record.topic, item.reason).inc()
+            log.warning("dead-lettered", extra={
+                "consumer": spec.name, "topic": item.record.topic, "reason": item.reason,
+                "partition": item.record.partition, "offset": item.record.offset})
+
+    async def _handle(self, ctx: BatchContext, item: _Item) -> None:
+        assert item.event is not None
+        ctx.record = item.record
+        try:
+            await self.spec.handlers[item.event.type](ctx, item.event)
+        except Rejected as rej:
+            item.reason, item.detail = rej.reason, rej.detail
+            raise _Redo() from rej
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            log.exception("handler failed", extra={
+                "consumer": self.spec.name, "type": item.event.type, "event_id": item.event.id})
+            item.reason, item.detail = "handler_error", repr(exc)
+            raise _Redo() from exc
+
+    async def _drop_known_dead(self, conn, dead: list[_Item]) -> list[_Item]:
+        """Leave out poison already dead-lettered from this same position (a redelivery)."""
+        known = await inbox.dead_already(conn, self.spec.name, [i.key for i in dead])
+        return [i for i in dead if (i.key.source, i.key.id) not in known]
+
+    def _dead_letter(self, item: _Item) -> outbox.OutboxMessage:
+        rec = item.record
+        headers = {
+            "qs-reason": item.reason or "unknown",
+            "qs-detail": item.detail[:2000],
+            "qs-consumer": self.spec.name,
+            "qs-original-topic": rec.topic,
+            "qs-original-partition": str(rec.partition),
+            "qs-original-offset": str(rec.offset),
+            "qs-dead-lettered-at": dt.datetime.now(dt.UTC).isoformat(),
+        }
+        for name, value in rec.headers or ():
+            if not name.startswith("qs-"):
+                headers.setdefault(name, value.decode("utf-8", "replace") if value else "")
+        return outbox.OutboxMessage(topic=dlq(rec.topic), key=rec.key,
+                                    value=rec.value if rec.value is not None else b"",
+                                    headers=headers)
+
+    # -- offsets -----------------------------------------------------------------------------
+
+    async def _commit_offsets(self, batches: Mapping[TopicPartition, list[ConsumerRecord]]) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        offsets = {tp: OffsetAndMetadata(recs[-1].offset + 1, "")
+                   for tp, recs in batches.items() if recs}
+        backoff = Backoff()
+        for _ in range(8):
+            try:
+                await consumer.commit(offsets)
+                return
+            except (CommitFailedError, IllegalStateError) as exc:
+                # partitions moved during the batch: the new owner gets a redelivery and the
+                # inbox turns it into a no-op
+                log.info("offset commit skipped after rebalance", extra={"error": repr(exc)})
+                return
+            except KafkaError as exc:
+                log.warning("offset commit failed; retrying", extra={"error": repr(exc)})
+                await self._pause(backoff.next_delay())
+        log.error("offset commit gave up; the batch will be redelivered and skipped")
+
+    def _update_lag(self, batches: Mapping[TopicPartition, list[ConsumerRecord]]) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        for tp, recs in batches.items():
+            high = consumer.highwater(tp)
+            if high is not None and recs:
+                CONSUMER_LAG.labels(self.spec.name, tp.topic, str(tp.partition)).set(
+                    max(0, high - recs[-1].offset - 1))
+
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
+
+
+__all__ = ["ConsumerRunner", "ConsumerSpec", "Handler", "Rejected", "RunnerConfig", "registry"]

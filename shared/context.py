@@ -1,0 +1,50 @@
+"""What a handler sees while its batch is applied: the transaction and the outbox queue."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiokafka.structs import ConsumerRecord
+from pydantic import BaseModel
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from shared.events import Event, new_event
+from shared.outbox import OutboxMessage, message_for
+from shared.topics import TopicNames
+
+
+class Rejected(Exception):  # noqa: N818 - a domain verdict, not a crash
+    """Raised by a handler to refuse an event: it goes to the dead-letter topic with ``reason``.
+
+    Nothing the handler wrote for that event survives: the batch is applied again without it.
+    """
+
+    def __init__(self, reason: str, detail: str = ""):
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+class BatchContext:
+    """One consumed batch's unit of work.
+
+    ``conn`` is the batch's open transaction; handlers run their SQL on it. Outbound events are
+    queued with :meth:`emit` and written to the outbox in the same transaction. ``state`` is a
+    scratch dictionary for a service's ``before_batch``/``after_batch`` hooks (for example, the
+    loans loaded for the whole batch and written back once).
+    """
+
+    def __init__(self, conn: AsyncConnection, topics: TopicNames, source: str):
+        self.conn = conn
+        self.topics = topics
+        self.source = source
+        self.outbox: list[OutboxMessage] = []
+        self.state: dict[str, Any] = {}
+        self.record: ConsumerRecord | None = None
+
+    def emit(self, topic: str, type_: str, subject: str, data: dict[str, Any] | BaseModel,
+             **attrs: Any) -> Event:
+        """Queue an outbound event on the (unprefixed) ``topic``; returns the event."""
+        event = new_event(type_, source=self.source, subject=subject, data=data, **attrs)
+        self.outbox.append(message_for(self.topics.name(topic), event))
+        return event

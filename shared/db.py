@@ -1,0 +1,49 @@
+"""PostgreSQL access: one async SQLAlchemy engine per service, bound to the service's schema.
+
+Services share one database and never each other's tables: each owns a schema and its engine
+sets ``search_path`` to it, so SQL inside a service names tables without a schema.
+"""
+
+from __future__ import annotations
+
+import re
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+
+_IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+def check_identifier(name: str) -> str:
+    """Refuse anything but a plain lower-case SQL identifier (schema names come from config)."""
+    if not _IDENT.match(name):
+        raise ValueError(f"not a valid schema name: {name!r}")
+    return name
+
+
+def make_engine(url: str, schema: str, pool_size: int = 5) -> AsyncEngine:
+    """An asyncpg engine whose connections use ``schema`` (then ``public``) by default."""
+    check_identifier(schema)
+    return create_async_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        connect_args={"server_settings": {"search_path": f"{schema},public",
+                                          "application_name": f"qingshou-{schema}"}},
+    )
+
+
+def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker:
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+async def ping(engine: AsyncEngine) -> None:
+    """Raise unless the database answers a trivial query."""
+    async with engine.connect() as conn:
+        await conn.execute(text("SELECT 1"))
+
+
+async def ensure_schema(engine: AsyncEngine, schema: str) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{check_identifier(schema)}"'))

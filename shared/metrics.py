@@ -1,0 +1,37 @@
+"""Prometheus metrics of the event runtime, labelled by consumer or relay name.
+
+Metric objects are created once per process (module level is fine: they hold no connection).
+Each service exposes them at ``/metrics``.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+
+EVENTS_CONSUMED = Counter(
+    "qs_events_consumed_total", "Events applied by a consumer", ["consumer", "topic"])
+EVENTS_DUPLICATE = Counter(
+    "qs_events_duplicate_total", "Events skipped as already applied (inbox)", ["consumer"])
+EVENTS_FAILED = Counter(
+    "qs_events_failed_total", "Batches that failed with a transient error and were retried",
+    ["consumer"])
+EVENTS_DEAD_LETTERED = Counter(
+    "qs_events_dead_lettered_total", "Events sent to a dead-letter topic",
+    ["consumer", "topic", "reason"])
+CONSUMER_LAG = Gauge(
+    "qs_consumer_lag", "Messages behind the partition's high watermark",
+    ["consumer", "topic", "partition"])
+BATCH_SECONDS = Histogram(
+    "qs_batch_seconds", "Time to apply and commit one consumed batch", ["consumer"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+BATCH_SIZE = Histogram(
+    "qs_batch_size", "Messages per consumed batch", ["consumer"],
+    buckets=(1, 5, 10, 50, 100, 250, 500, 1000, 2000, 5000))
+OUTBOX_BACKLOG = Gauge("qs_outbox_backlog", "Outbox rows not yet published", ["relay"])
+OUTBOX_PUBLISHED = Counter(
+    "qs_outbox_published_total", "Outbox rows published to Kafka", ["relay", "topic"])
+
+
+def render_metrics() -> tuple[bytes, str]:
+    """Body and content type for a ``/metrics`` response."""
+    return generate_latest(), CONTENT_TYPE_LATEST

@@ -1,0 +1,66 @@
+"""The transactional outbox: outbound messages written in the same transaction as the state.
+
+Handlers queue messages on their batch context; the runner writes them with one multi-row
+statement before the transaction commits and wakes the relay with ``NOTIFY``. Rows carry a
+shard (a hash of the key): the relay publishes a shard's rows in id order under an advisory
+lock, so several relays can run at once and every key's messages keep their order.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import orjson
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from shared.events import Event
+
+
+@dataclass(slots=True)
+class OutboxMessage:
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def shard_of(key: bytes | None, shards: int) -> int:
+    return zlib.crc32(key or b"") % shards
+
+
+def notify_channel(schema: str) -> str:
+    return f"qs_outbox_{schema}"
+
+
+def message_for(topic: str, event: Event) -> OutboxMessage:
+    """An outbox message carrying ``event`` as a structured-mode CloudEvent keyed by subject."""
+    return OutboxMessage(topic=topic, key=event.key, value=event.to_json(),
+                         headers={"content-type": "application/cloudevents+json"})
+
+
+_INSERT = text("""
+INSERT INTO outbox (shard, topic, key, value, headers)
+SELECT u.shard, u.topic, u.key, u.value, CAST(u.headers AS jsonb)
+FROM unnest(CAST(:shards AS smallint[]), CAST(:topics AS text[]), CAST(:keys AS bytea[]),
+            CAST(:values AS bytea[]), CAST(:headers AS text[]))
+     WITH ORDINALITY AS u(shard, topic, key, value, headers, n)
+ORDER BY u.n
+""")
+
+
+async def write(conn: AsyncConnection, messages: Sequence[OutboxMessage], shards: int,
+                schema: str) -> None:
+    """Insert ``messages`` (in order) and notify the relay when the transaction commits."""
+    if not messages:
+        return
+    await conn.execute(_INSERT, {
+        "shards": [shard_of(m.key, shards) for m in messages],
+        "topics": [m.topic for m in messages],
+        "keys": [m.key for m in messages],
+        "values": [m.value for m in messages],
+        "headers": [orjson.dumps(m.headers).decode() for m in messages],
+    })
+    await conn.execute(text("SELECT pg_notify(:ch, '')"), {"ch": notify_channel(schema)})

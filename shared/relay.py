@@ -1,0 +1,156 @@
+"""The outbox relay: publishes committed outbox rows to Kafka, each at least once, in order.
+
+One cycle is one transaction: take the advisory locks of every free shard, claim the oldest
+unsent rows of those shards with ``FOR UPDATE SKIP LOCKED``, publish them (acks=all, idempotent
+producer), mark them sent, commit. A relay that dies mid-cycle leaves its rows unsent and
+unlocked, and they go out again (downstream inboxes drop the duplicate). Relays wake on
+``LISTEN``/``NOTIFY`` and poll at a short interval in case a notification is missed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import zlib
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from shared.metrics import OUTBOX_BACKLOG, OUTBOX_PUBLISHED
+from shared.outbox import notify_channel
+from shared.transient import Backoff, is_transient
+
+log = logging.getLogger("qingshou.relay")
+
+_CLAIM = text("""
+SELECT id, topic, key, value, headers FROM outbox
+WHERE sent_at IS NULL AND shard = ANY(CAST(:shards AS smallint[]))
+ORDER BY id
+LIMIT :limit
+FOR UPDATE SKIP LOCKED
+""")
+
+
+class OutboxRelay:
+    """Publishes one service schema's outbox."""
+
+    def __init__(self, engine: AsyncEngine, producer: AIOKafkaProducer, schema: str, *,
+                 shards: int = 16, batch: int = 1000, poll_interval: float = 0.5,
+                 retention_s: float = 3600.0, name: str | None = None):
+        self.engine = engine
+        self.producer = producer
+        self.schema = schema
+        self.shards = shards
+        self.batch = batch
+        self.poll_interval = poll_interval
+        self.retention_s = retention_s
+        self.name = name or schema
+        # advisory lock namespace: stable per schema, so relays of one service contend
+        self._lock_ns = zlib.crc32(f"outbox:{schema}".encode()) & 0x7FFFFFFF
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._listen_conn: AsyncConnection | None = None
+        self._last_cleanup = 0.0
+        self.published = 0
+
+    async def run(self) -> None:
+        """Publish until :meth:`stop` is called."""
+        await self._listen()
+        backoff = Backoff()
+        while not self._stopping.is_set():
+            try:
+                sent = await self.publish_once()
+                backoff.reset()
+            except Exception as exc:
+                if not is_transient(exc):
+                    log.exception("outbox relay cycle failed", extra={"relay": self.name})
+                else:
+                    log.warning("outbox relay: transient error, backing off",
+                                extra={"relay": self.name, "error": repr(exc)})
+                await self._sleep(backoff.next_delay())
+                if self._listen_conn is None:
+                    await self._listen()
+                continue
+            if sent < self.batch:
+                await self._maintain()
+                self._wake.clear()
+                await self._sleep(self.poll_interval, wakeable=True)
+        await self._unlisten()
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+
+    async def publish_once(self) -> int:
+        """One claim-publish-mark cycle; returns how many rows it published."""
+        async with self.engine.begin() as conn:
+            shards = (await conn.execute(
+                text("SELECT coalesce(array_agg(s), '{}') FROM generate_series(0, :n - 1) s "
+                     "WHERE pg_try_advisory_xact_lock(:ns, s)"),
+                {"n": self.shards, "ns": self._lock_ns})).scalar_one()
+            if not shards:
+                return 0
+            rows = (await conn.execute(_CLAIM, {"shards": shards, "limit": self.batch})).all()
+            if not rows:
+                return 0
+            futures = []
+            for row in rows:
+                headers = [(k, v.encode()) for k, v in (row.headers or {}).items()]
+                futures.append(await self.producer.send(
+                    row.topic, value=bytes(row.value),
+                    key=bytes(row.key) if row.key is not None else None, headers=headers))
+            await asyncio.gather(*futures)
+            await conn.execute(text("UPDATE outbox SET sent_at = now() "
+                                    "WHERE id = ANY(CAST(:ids AS bigint[]))"),
+                               {"ids": [r.id for r in rows]})
+        for row in rows:
+            OUTBOX_PUBLISHED.labels(self.name, row.topic).inc()
+        self.published += len(rows)
+        return len(rows)
+
+    async def backlog(self) -> int:
+        async with self.engine.connect() as conn:
+            return int((await conn.execute(
+                text("SELECT count(*) FROM outbox WHERE sent_at IS NULL"))).scalar_one())
+
+    async def _maintain(self) -> None:
+        """Every few seconds: update the backlog gauge and delete rows sent long ago."""
+        now = time.monotonic()
+        if now - self._last_cleanup < 5.0:
+            return
+        self._last_cleanup = now
+        OUTBOX_BACKLOG.labels(self.name).set(await self.backlog())
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                text("DELETE FROM outbox WHERE sent_at < now() - make_interval(secs => :s)"),
+                {"s": self.retention_s})
+
+    async def _sleep(self, seconds: float, wakeable: bool = False) -> None:
+        waiter = self._wake if wakeable else self._stopping
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(waiter.wait(), timeout=seconds)
+
+    def _on_notify(self, *_: Any) -> None:
+        self._wake.set()
+
+    async def _listen(self) -> None:
+        try:
+            conn = await self.engine.connect()
+            raw = await conn.get_raw_connection()
+            await raw.driver_connection.add_listener(  # type: ignore[union-attr]
+                notify_channel(self.schema), self._on_notify)
+            self._listen_conn = conn
+        except Exception as exc:  # polling still works without notifications
+            log.warning("outbox relay: LISTEN failed, polling only",
+                        extra={"relay": self.name, "error": repr(exc)})
+            self._listen_conn = None
+
+    async def _unlisten(self) -> None:
+        if self._listen_conn is not None:
+            with contextlib.suppress(Exception):
+                await self._listen_conn.close()
+            self._listen_conn = None

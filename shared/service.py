@@ -1,0 +1,202 @@
+"""The composition root every service shares: settings in, a running service out.
+
+A service describes itself with a :class:`ServiceDefinition` (its name, port, migrations, the
+consumer spec and routers it builds from the runtime). :func:`bootstrap` creates the engine,
+producer, consumer runner and outbox relay; :func:`create_app` wraps them in a FastAPI app whose
+lifespan starts them and stops them cleanly on SIGTERM (uvicorn turns the signal into a
+lifespan shutdown: the consumer finishes its batch, commits, leaves the group). Nothing is
+created at import time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from fastapi import APIRouter, FastAPI
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from shared.api import ops_router
+from shared.auth import KeyRing
+from shared.consumer import ConsumerRunner, ConsumerSpec, RunnerConfig
+from shared.db import make_engine, ping
+from shared.kafka import ensure_topics, make_producer
+from shared.logs import configure_logging
+from shared.migrations import migrate
+from shared.problems import install_problem_handlers
+from shared.relay import OutboxRelay
+from shared.settings import ServiceSettings
+from shared.topics import ALL_TOPICS, TopicNames
+
+log = logging.getLogger("qingshou.service")
+
+
+@dataclass
+class ServiceDefinition:
+    name: str
+    title: str
+    port: int
+    description: str = ""
+    migrations: Path | None = None
+    consumer: Callable[[Runtime], ConsumerSpec] | None = None
+    routers: Callable[[Runtime], Sequence[APIRouter]] = lambda _rt: ()
+    background: Callable[[Runtime], Sequence[Callable[[], Awaitable[None]]]] = lambda _rt: ()
+    setup: Callable[[Runtime], Awaitable[None]] | None = None
+    needs_db: bool = True
+
+
+@dataclass
+class Runtime:
+    """Everything a running service holds; built by :func:`bootstrap`."""
+
+    definition: ServiceDefinition
+    settings: ServiceSettings
+    topics: TopicNames
+    keyring: KeyRing
+    producer: AIOKafkaProducer
+    engine: AsyncEngine | None = None
+    runner: ConsumerRunner | None = None
+    relay: OutboxRelay | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @property
+    def source(self) -> str:
+        return f"urn:qingshou:{self.definition.name}"
+
+    async def start(self) -> None:
+        s, d = self.settings, self.definition
+        await ensure_topics(s.kafka_bootstrap, [self.topics.name(t) for t in ALL_TOPICS],
+                            s.topic_partitions)
+        if self.engine is not None and d.migrations is not None:
+            await migrate(s.database_url, s.schema_name, d.migrations)
+        await self.producer.start()
+        if d.setup is not None:
+            await d.setup(self)
+        if d.consumer is not None and self.engine is not None:
+            spec = d.consumer(self)
+            self.runner = ConsumerRunner(spec, self.engine, RunnerConfig(
+                bootstrap=s.kafka_bootstrap, group_id=s.group_id, schema=s.schema_name,
+                topics=self.topics, source=self.source, max_records=s.consumer_max_records,
+                poll_timeout_ms=s.consumer_poll_timeout_ms, outbox_shards=s.relay_shards,
+                client_id=f"{d.name}-consumer"))
+            await self.runner.start()
+            self._spawn(self.runner.run(), "consumer")
+        if self.engine is not None and d.consumer is not None:
+            self.relay = OutboxRelay(self.engine, self.producer, s.schema_name,
+                                     shards=s.relay_shards, batch=s.relay_batch,
+                                     poll_interval=s.relay_poll_interval_s, name=d.name)
+            self._spawn(self.relay.run(), "relay")
+        for job in d.background(self):
+            self._spawn(job(), getattr(job, "__name__", "background"))
+
+    def _spawn(self, coro: Awaitable[None], name: str) -> None:
+        async def guarded() -> None:
+            try:
+                await coro
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("background task ended with an error", extra={"task": name})
+
+        self._tasks.append(asyncio.create_task(guarded(), name=f"{self.definition.name}:{name}"))
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.stop()
+        if self.relay is not None:
+            await self.relay.stop()
+        if self._tasks:
+            _, pending = await asyncio.wait(self._tasks, timeout=20)
+            for task in pending:
+                task.cancel()
+            with contextlib.suppress(Exception):
+                await asyncio.gather(*pending, return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await self.producer.stop()
+        if self.engine is not None:
+            await self.engine.dispose()
+
+    async def ready(self) -> dict[str, bool]:
+        checks: dict[str, bool] = {}
+        if self.engine is not None:
+            try:
+                await asyncio.wait_for(ping(self.engine), 2)
+                checks["database"] = True
+            except Exception:
+                checks["database"] = False
+        try:
+            ok = await asyncio.wait_for(self.producer.client.fetch_all_metadata(), 2)
+            checks["kafka"] = ok is not None
+        except Exception:
+            checks["kafka"] = False
+        if self.runner is not None:
+            checks["consumer"] = any(not t.done() for t in self._tasks)
+        return checks
+
+
+def settings_for(definition: ServiceDefinition, **overrides: Any) -> ServiceSettings:
+    """The service's settings from the environment; its own port unless ``QS_PORT`` is set."""
+    settings = ServiceSettings(service=definition.name, **overrides)
+    if "port" not in settings.model_fields_set:
+        settings.port = definition.port
+    return settings
+
+
+def bootstrap(definition: ServiceDefinition, settings: ServiceSettings) -> Runtime:
+    """Build (not start) a service's runtime from its settings."""
+    engine = None
+    if definition.needs_db:
+        engine = make_engine(settings.database_url, settings.schema_name, settings.db_pool_size)
+    return Runtime(
+        definition=definition,
+        settings=settings,
+        topics=TopicNames(settings.topic_prefix),
+        keyring=KeyRing(settings.api_keys),
+        producer=make_producer(settings.kafka_bootstrap, client_id=definition.name),
+        engine=engine,
+    )
+
+
+def create_app(definition: ServiceDefinition, settings: ServiceSettings | None = None) -> FastAPI:
+    """The service's FastAPI app; its lifespan bootstraps, starts and stops the runtime."""
+    settings = settings or settings_for(definition)
+    runtime = bootstrap(definition, settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await runtime.start()
+        log.info("service started", extra={"service": definition.name, "port": settings.port})
+        try:
+            yield
+        finally:
+            await runtime.stop()
+            log.info("service stopped", extra={"service": definition.name})
+
+    app = FastAPI(title=definition.title, description=definition.description,
+                  version="0.1.0", lifespan=lifespan)
+    app.state.runtime = runtime
+    app.state.keyring = runtime.keyring
+    install_problem_handlers(app)
+    app.include_router(ops_router(runtime.ready))
+    for router in definition.routers(runtime):
+        app.include_router(router)
+    return app
+
+
+def serve(definition: ServiceDefinition) -> None:
+    """Entry point of ``python -m services.<name>``: JSON logs, uvicorn on 127.0.0.1."""
+    import uvicorn
+
+    settings = settings_for(definition)
+    configure_logging(settings.log_level, definition.name)
+    app = create_app(definition, settings)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None,
+                access_log=False, timeout_graceful_shutdown=20)

@@ -1,0 +1,216 @@
+"""The consumer runner on the real broker and database: batches, inbox, DLQ, outbox."""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import text
+
+from shared.consumer import ConsumerRunner, RunnerConfig
+from shared.context import BatchContext, Rejected
+from shared.events import Event
+from shared.probe import create_probe_schema, probe_spec
+from shared.relay import OutboxRelay
+from tests.conftest import KAFKA
+from tests.integration.conftest import eventually, read_topic
+from tests.integration.helpers import encode, repayment
+
+pytestmark = pytest.mark.integration
+
+
+def runner_for(spec, engine, topics, schema, uid, max_records=500) -> ConsumerRunner:
+    return ConsumerRunner(spec, engine, RunnerConfig(
+        bootstrap=KAFKA, group_id=f"g-{uid}", schema=schema, topics=topics,
+        source="urn:qingshou:test", max_records=max_records, poll_timeout_ms=100))
+
+
+async def probe_rows(engine) -> dict[str, tuple[Decimal, int]]:
+    async with engine.connect() as conn:
+        rows = await conn.execute(text("SELECT loan_id, paid, events FROM probe_loans"))
+        return {r.loan_id: (r.paid, r.events) for r in rows}
+
+
+async def test_duplicates_are_applied_once(engine, schema, topics, producer, uid):
+    await create_probe_schema(engine, schema)
+    topic = topics.loan_events
+    events = [repayment(f"L{i % 5}", "10.00") for i in range(40)]
+    for ev in events:
+        await producer.send_and_wait(topic, encode(ev), key=ev["subject"].encode())
+    # the same (source, id) again: right away (same batch) and later (another batch)
+    for ev in events[:10]:
+        await producer.send_and_wait(topic, encode(ev), key=ev["subject"].encode())
+
+    runner = runner_for(probe_spec(), engine, topics, schema, uid)
+    task = asyncio.create_task(runner.run())
+
+    async def all_applied() -> bool:
+        rows = await probe_rows(engine)
+        return sum(n for _, n in rows.values()) >= 40
+
+    await eventually(all_applied)
+    for ev in events[10:20]:  # late duplicates, after the first delivery was committed
+        await producer.send_and_wait(topic, encode(ev), key=ev["subject"].encode())
+    await asyncio.sleep(1.5)
+    await runner.stop()
+    await task
+
+    rows = await probe_rows(engine)
+    assert {k: v[1] for k, v in rows.items()} == {f"L{i}": 8 for i in range(5)}
+    assert all(v[0] == Decimal("80.00") for v in rows.values())
+    async with engine.connect() as conn:
+        outbox = (await conn.execute(text("SELECT count(*) FROM outbox"))).scalar_one()
+        inbox = (await conn.execute(text("SELECT count(*) FROM inbox"))).scalar_one()
+    assert outbox == 40
+    assert inbox == 40
+
+
+async def test_poison_goes_to_dlq_and_the_rest_is_applied(engine, schema, topics, producer, uid):
+    await create_probe_schema(engine, schema)
+    spec = probe_spec()
+    batched = spec.handlers["repayment.received"]
+
+    async def picky(ctx: BatchContext, event: Event) -> None:
+        await batched(ctx, event)  # writes first, then refuses: nothing may survive
+        if event.data.amount == Decimal("666.00"):
+            raise Rejected("probe_refused", "amount 666.00 is refused by the test handler")
+        if event.data.amount == Decimal("13.00"):
+            raise RuntimeError("handler bug")
+
+    spec.handlers = {"repayment.received": picky}
+    topic = topics.loan_events
+    bad_schema = repayment("L1")
+    bad_schema["data"]["amount"] = 12.5  # a float: money must be a decimal string
+    unknown = repayment("L1")
+    unknown["type"] = "loan.exploded"
+    not_ce = {"hello": "world"}
+    messages = [
+        encode(repayment("L1", "1.00")),
+        b"{not json",
+        encode(not_ce),
+        encode(unknown),
+        encode(bad_schema),
+        encode(repayment("L1", "666.00")),
+        encode(repayment("L1", "13.00")),
+        encode(repayment("L1", "2.00")),
+    ]
+    for m in messages:  # one key: one partition, so they share batches
+        await producer.send_and_wait(topic, m, key=b"L1")
+
+    runner = runner_for(spec, engine, topics, schema, uid)
+    relay = OutboxRelay(engine, producer, schema, poll_interval=0.1)
+    tasks = [asyncio.create_task(runner.run()), asyncio.create_task(relay.run())]
+
+    dead = await read_topic(topics.dlq("loan-events"), expect=6, timeout=30)
+    await producer.send_and_wait(topic, encode(repayment("L1", "4.00")), key=b"L1")
+
+    async def three_applied() -> bool:
+        return (await probe_rows(engine)).get("L1", (0, 0))[1] == 3
+
+    await eventually(three_applied)
+    await runner.stop()
+    await relay.stop()
+    await asyncio.gather(*tasks)
+
+    reasons = sorted(dict(r.headers)["qs-reason"].decode() for r in dead)
+    assert reasons == sorted(["invalid_json", "not_cloudevent", "unknown_type", "schema_error",
+                              "probe_refused", "handler_error"])
+    assert len(dead) == 6
+    by_reason = {dict(r.headers)["qs-reason"].decode(): r for r in dead}
+    assert by_reason["invalid_json"].value == b"{not json"
+    assert b"data.amount" in dict(by_reason["schema_error"].headers)["qs-detail"]
+    assert dict(by_reason["unknown_type"].headers)["qs-original-topic"] == topic.encode()
+    assert (await probe_rows(engine))["L1"] == (Decimal("7.00"), 3)
+
+
+async def test_dead_letter_replay_is_applied(engine, schema, topics, producer, uid):
+    """A rejected event replayed later (at another offset) is handled again, not skipped."""
+    await create_probe_schema(engine, schema)
+    spec = probe_spec()
+    batched = spec.handlers["repayment.received"]
+    allow = asyncio.Event()
+
+    async def gated(ctx: BatchContext, event: Event) -> None:
+        if not allow.is_set():
+            raise Rejected("unknown_loan", "not yet")
+        await batched(ctx, event)
+
+    spec.handlers = {"repayment.received": gated}
+    ev = repayment("L9", "5.00")
+    await producer.send_and_wait(topics.loan_events, encode(ev), key=b"L9")
+    runner = runner_for(spec, engine, topics, schema, uid)
+    task = asyncio.create_task(runner.run())
+
+    async def dead() -> bool:
+        async with engine.connect() as conn:
+            return (await conn.execute(text(
+                "SELECT count(*) FROM inbox WHERE status = 'dead'"))).scalar_one() == 1
+
+    await eventually(dead)
+    allow.set()
+    await producer.send_and_wait(topics.loan_events, encode(ev), key=b"L9")  # the replay
+
+    async def applied() -> bool:
+        return (await probe_rows(engine)).get("L9") == (Decimal("5.00"), 1)
+
+    await eventually(applied)
+    await runner.stop()
+    await task
+
+
+async def test_database_outage_is_retried_without_losing_position(
+        engine, schema, topics, producer, uid):
+    await create_probe_schema(engine, schema)
+    runner = runner_for(probe_spec(), engine, topics, schema, uid, max_records=50)
+    task = asyncio.create_task(runner.run())
+    sent = 0
+    for round_ in range(5):
+        for _ in range(100):
+            ev = repayment(f"L{sent % 7}", "1.00")
+            await producer.send_and_wait(topics.loan_events, encode(ev), key=ev["subject"].encode())
+            sent += 1
+        # cut every connection of the service's pool mid-stream
+        async with engine.connect() as conn:
+            await conn.execute(text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE application_name = :app AND pid <> pg_backend_pid()"),
+                {"app": f"qingshou-{schema}"})
+        await asyncio.sleep(0.1 * round_)
+
+    async def all_applied() -> bool:
+        return sum(n for _, n in (await probe_rows(engine)).values()) == sent
+
+    await eventually(all_applied, timeout=60)
+    await asyncio.sleep(1)
+    await runner.stop()
+    await task
+    assert sum(n for _, n in (await probe_rows(engine)).values()) == sent
+
+
+async def test_two_runners_in_one_group_apply_each_event_once(
+        engine, schema, topics, producer, uid):
+    await create_probe_schema(engine, schema)
+    runners = [runner_for(probe_spec(), engine, topics, schema, uid, max_records=20)
+               for _ in range(2)]
+    tasks = [asyncio.create_task(r.run()) for r in runners]
+    total = 600
+    for i in range(total):
+        ev = repayment(f"L{i % 30}", "1.00")
+        await producer.send(topics.loan_events, encode(ev), key=ev["subject"].encode())
+        if i == total // 2:
+            await producer.flush()
+    await producer.flush()
+
+    async def all_applied() -> bool:
+        return sum(n for _, n in (await probe_rows(engine)).values()) >= total
+
+    await eventually(all_applied, timeout=60)
+    await asyncio.sleep(1)
+    for r in runners:
+        await r.stop()
+    await asyncio.gather(*tasks)
+    rows = await probe_rows(engine)
+    assert sum(n for _, n in rows.values()) == total
+    assert all(n == total // 30 for _, n in rows.values())
+    assert runners[0].applied + runners[1].applied == total

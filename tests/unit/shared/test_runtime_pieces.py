@@ -1,0 +1,66 @@
+"""Pure pieces of the shared runtime: masking, API keys, problem paths, settings, retries."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+from sqlalchemy.exc import OperationalError
+
+from shared.auth import DEV_API_KEYS, ApiKeySpec, KeyRing, hash_key
+from shared.logs import JsonFormatter, mask_text
+from shared.outbox import shard_of
+from shared.problems import field_path
+from shared.settings import ServiceSettings
+from shared.transient import Backoff, is_transient
+
+
+def test_masking_hides_phones_emails_and_names():
+    assert mask_text("call +8613912345678 now") == "call +***78 now"
+    assert mask_text("mail li.wei@example.com") == "mail l***@example.com"
+    record = logging.LogRecord("t", logging.INFO, "f", 1, "borrower %s", ("+14155550123",), None)
+    record.name_of_thing = "ok"
+    record.borrower_name = "Wang Fang"
+    record.contact = {"email": "a.b@bank.cn", "name": "Zhang San"}
+    line = json.loads(JsonFormatter().format(record))
+    assert line["msg"] == "borrower +***23"
+    assert line["borrower_name"] == "W***"
+    assert line["contact"] == {"email": "a***@bank.cn", "name": "Z***"}
+    assert "Wang" not in json.dumps(line) and "Zhang" not in json.dumps(line)
+
+
+def test_keyring_accepts_only_configured_keys_and_reports_scopes():
+    ring = KeyRing([ApiKeySpec(name="core", sha256=hash_key("s3cret"), scopes=["events:core"])])
+    who = ring.authenticate("s3cret")
+    assert who is not None and who.allows("events:core") and not who.allows("admin")
+    assert ring.authenticate("s3cret ") is None
+    assert ring.authenticate("") is None
+    assert ring.authenticate(None) is None
+
+
+def test_dev_keys_are_refused_in_production():
+    with pytest.raises(ValueError, match="development API keys"):
+        ServiceSettings(environment="production")
+    prod_key = ApiKeySpec(name="prod", sha256=hash_key("long-random"), scopes=["read"])
+    assert ServiceSettings(environment="production", api_keys=[prod_key]).api_keys == [prod_key]
+    assert len(ServiceSettings().api_keys) == len(DEV_API_KEYS)
+
+
+def test_problem_field_paths_name_the_field():
+    assert field_path(("body", "data", "amount")) == "data.amount"
+    assert field_path(("body", 3, "time")) == "[3].time"
+    assert field_path(("query", "limit")) == "limit"
+
+
+def test_transient_errors_are_told_apart():
+    assert is_transient(OperationalError("SELECT 1", {}, ConnectionError("gone")))
+    assert is_transient(ConnectionResetError())
+    assert not is_transient(ValueError("bad data"))
+    b = Backoff(first=0.1, ceiling=0.5)
+    assert [b.next_delay() for _ in range(5)] == [0.1, 0.2, 0.4, 0.5, 0.5]
+
+
+def test_outbox_shard_is_stable_per_key():
+    assert shard_of(b"loan-1", 16) == shard_of(b"loan-1", 16)
+    assert {shard_of(f"k{i}".encode(), 16) for i in range(200)} == set(range(16))
