@@ -1,0 +1,249 @@
+"""Parse and build events: the only way bytes become an `Event` and back.
+
+Hot path (every consumer, every message): orjson.loads, one `Envelope.model_validate`, one
+`model_validate` of the data model. Failures raise `EventError` whose `reason` is the dead-letter
+reason of PRODUCT.md 3.1 and whose `errors` name each field at fault with a dotted path
+(`time`, `data.amount`, `data.opted_out_channels.1`).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any, Final, Literal
+
+import orjson
+from pydantic import BaseModel, ValidationError
+
+from shared.events.envelope import DATAVERSION, Envelope, Event, ExtensionValue
+from shared.events.registry import DEFAULT, EventSpec, Registry, UnknownEventType
+
+__all__ = ["EventError", "FieldError", "Reason", "new_event", "parse_event"]
+
+Reason = Literal["invalid_json", "not_cloudevent", "unknown_type", "schema_error"]
+FieldError = dict[str, str]  # {"field": "data.amount", "message": "..."}
+
+_DATA_PREFIX: Final = "data."
+
+
+class EventError(ValueError):
+    """A message that cannot become an Event. `reason` is the DLQ reason; `errors` the details.
+
+    `event_type` and `event_id` are filled in when the envelope got far enough to have them,
+    for DLQ headers and logs.
+    """
+
+    def __init__(
+        self,
+        reason: Reason,
+        errors: list[FieldError],
+        *,
+        event_type: str | None = None,
+        event_id: str | None = None,
+    ) -> None:
+        self.reason: Reason = reason
+        self.errors = errors
+        self.event_type = event_type
+        self.event_id = event_id
+        detail = "; ".join(f"{e['field'] or '(message)'}: {e['message']}" for e in errors)
+        super().__init__(f"{reason}: {detail}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary, e.g. for a REST problem document or a DLQ header."""
+        return {"reason": self.reason, "errors": self.errors}
+
+
+def _field_errors(exc: ValidationError, prefix: str = "") -> list[FieldError]:
+    out: list[FieldError] = []
+    for err in exc.errors(include_url=False, include_input=False):
+        loc = ".".join(str(part) for part in err["loc"])
+        if not loc:
+            # Model-level checks name their field in the error context (see base.field_error).
+            loc = str((err.get("ctx") or {}).get("field", ""))
+        field = f"{prefix}{loc}" if loc else prefix.rstrip(".")
+        out.append({"field": field, "message": err["msg"]})
+    return out
+
+
+def _one(field: str, message: str) -> list[FieldError]:
+    return [{"field": field, "message": message}]
+
+
+def _version_of(extras: dict[str, Any] | None) -> int:
+    if not extras or DATAVERSION not in extras:
+        return 1
+    raw = extras[DATAVERSION]
+    if isinstance(raw, str) and raw.isascii() and raw.isdigit():
+        raw = int(raw)
+    if isinstance(raw, bool) or not isinstance(raw, int) or raw < 1:
+        raise ValueError("dataversion must be a positive integer")
+    return raw
+
+
+def _check_subject(spec: EventSpec, subject: str, data: BaseModel, envelope_id: str) -> None:
+    expected = spec.expected_subject(data)
+    if expected is not None and subject != expected:
+        where = f"data.{spec.subject_field}" if spec.subject_value is None else "the contract"
+        raise EventError(
+            "schema_error",
+            _one("subject", f"subject {subject!r} must equal {expected!r} (from {where})"),
+            event_type=spec.type,
+            event_id=envelope_id,
+        )
+
+
+def _validate_data(spec: EventSpec, data: Any, event_id: str | None) -> BaseModel:
+    try:
+        return spec.model.model_validate(data)
+    except ValidationError as exc:
+        errors = _field_errors(exc, _DATA_PREFIX)
+        raise EventError("schema_error", errors, event_type=spec.type, event_id=event_id) from None
+
+
+def parse_event(raw: bytes | str | dict[str, Any], *, registry: Registry = DEFAULT) -> Event[Any]:
+    """Turn a structured-mode CloudEvent (JSON bytes/str, or an already decoded dict) into an Event.
+
+    Data of an older version is upcast to the latest before validation. Raises EventError.
+    """
+    if isinstance(raw, dict):
+        obj: Any = raw
+    else:
+        try:
+            obj = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise EventError("invalid_json", _one("", str(exc))) from None
+    if not isinstance(obj, dict):
+        raise EventError("not_cloudevent", _one("", "a CloudEvent must be a JSON object"))
+    try:
+        env = Envelope.model_validate(obj)
+    except ValidationError as exc:
+        event_type, event_id = obj.get("type"), obj.get("id")
+        raise EventError(
+            "not_cloudevent",
+            _field_errors(exc),
+            event_type=event_type if isinstance(event_type, str) else None,
+            event_id=event_id if isinstance(event_id, str) else None,
+        ) from None
+
+    extras = env.__pydantic_extra__
+    try:
+        version = _version_of(extras)
+    except ValueError as exc:
+        raise EventError(
+            "not_cloudevent", _one(DATAVERSION, str(exc)), event_type=env.type, event_id=env.id
+        ) from None
+    try:
+        spec, data = registry.upcast(env.type, version, env.data)
+    except UnknownEventType as exc:
+        raise EventError(
+            "unknown_type", _one("type", str(exc)), event_type=env.type, event_id=env.id
+        ) from None
+    except Exception as exc:  # an upcaster choking on a malformed old payload
+        raise EventError(
+            "schema_error",
+            _one("data", f"cannot upcast from version {version}: {exc!r}"),
+            event_type=env.type,
+            event_id=env.id,
+        ) from None
+
+    model = _validate_data(spec, data, env.id)
+    _check_subject(spec, env.subject, model, env.id)
+
+    extensions: dict[str, ExtensionValue] = {}
+    if extras:
+        extensions = {k: v for k, v in extras.items() if k != DATAVERSION}
+    return Event(
+        type=env.type,
+        source=env.source,
+        id=env.id,
+        time=env.time,
+        subject=env.subject,
+        data=model,
+        version=spec.version,
+        datacontenttype=env.datacontenttype,
+        dataschema=env.dataschema,
+        extensions=extensions,
+    )
+
+
+def new_event(
+    type: str,
+    *,
+    source: str,
+    data: dict[str, Any] | BaseModel,
+    subject: str | None = None,
+    id: str | None = None,
+    time: datetime | None = None,
+    version: int | None = None,
+    dataschema: str | None = None,
+    extensions: dict[str, ExtensionValue] | None = None,
+    registry: Registry = DEFAULT,
+) -> Event[Any]:
+    """Build a valid Event of `type` (latest version unless `version` is given).
+
+    `data` is a dict (validated against the type's model) or an instance of that model.
+    `subject` defaults to what the type demands (the loan id, the borrower id, "calendar"...);
+    `id` to a random UUID; `time` to now in UTC. Raises EventError like `parse_event`.
+    """
+    event_id = id if id is not None else str(uuid.uuid4())
+    try:
+        spec = registry.get(type, version)
+    except UnknownEventType as exc:
+        raise EventError("unknown_type", _one("type", str(exc)), event_type=type) from None
+
+    if isinstance(data, spec.model):
+        model: BaseModel = data
+    elif isinstance(data, BaseModel):
+        raise EventError(
+            "schema_error",
+            _one("data", f"{type} needs {spec.model.__name__}, got {data.__class__.__name__}"),
+            event_type=type,
+            event_id=event_id,
+        )
+    else:
+        model = _validate_data(spec, data, event_id)
+
+    if subject is None:
+        subject = spec.expected_subject(model)
+        if subject is None:
+            raise EventError("not_cloudevent", _one("subject", f"{type} needs an explicit subject"))
+    attributes: dict[str, Any] = {
+        "specversion": "1.0",
+        "id": event_id,
+        "source": source,
+        "type": type,
+        "time": time if time is not None else datetime.now(UTC),
+        "subject": subject,
+        "datacontenttype": "application/json",
+        "data": {},
+    }
+    if dataschema is not None:
+        attributes["dataschema"] = dataschema
+    if extensions:
+        clash = sorted(set(extensions) & set(Envelope.model_fields))
+        if clash:
+            raise EventError(
+                "not_cloudevent",
+                [{"field": name, "message": "not an extension attribute"} for name in clash],
+                event_type=type,
+                event_id=event_id,
+            )
+        attributes.update((k, v) for k, v in extensions.items() if k != DATAVERSION)
+    try:
+        env = Envelope.model_validate(attributes)
+    except ValidationError as exc:
+        raise EventError(
+            "not_cloudevent", _field_errors(exc), event_type=type, event_id=event_id
+        ) from None
+    _check_subject(spec, subject, model, event_id)
+    return Event(
+        type=type,
+        source=env.source,
+        id=env.id,
+        time=env.time,
+        subject=subject,
+        data=model,
+        version=spec.version,
+        dataschema=dataschema,
+        extensions=dict(env.__pydantic_extra__ or {}),
+    )
