@@ -59,5 +59,22 @@ def check() -> None:
     console.print("All four services are healthy on Kafka and PostgreSQL. Stop with `make down`.")
 
 
+@app.command()
+def bench(
+    suite: str = typer.Argument("runner", help="which benchmark: runner"),
+    events: int = typer.Option(200_000, help="events for the batched run"),
+    baseline_events: int = typer.Option(5_000, help="events for the per-event baseline"),
+) -> None:
+    """Run a benchmark against the local Kafka and PostgreSQL and print a Markdown table."""
+    from shared import bench as runner_bench
+
+    s = ServiceSettings()
+    if suite != "runner":
+        raise typer.BadParameter(f"unknown benchmark {suite!r}")
+    results = asyncio.run(runner_bench.run(s.kafka_bootstrap, s.database_url, events,
+                                           baseline_events, s.topic_partitions))
+    console.print(runner_bench.report(results))
+
+
 if __name__ == "__main__":
     app()

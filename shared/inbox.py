@@ -99,8 +99,9 @@ async def dead_already(conn: AsyncConnection, consumer: str,
         return set()
     rows = await conn.execute(text("""
         SELECT i.source, i.id FROM inbox i
-        JOIN unnest(CAST(:sources AS text[]), CAST(:ids AS text[]), CAST(:topics AS text[]),
-                    CAST(:parts AS int[]), CAST(:offs AS bigint[])) AS u(source, id, topic, part, off)
+        JOIN unnest(CAST(:sources AS text[]), CAST(:ids AS text[]),
+                    CAST(:topics AS text[]), CAST(:parts AS int[]),
+                    CAST(:offs AS bigint[])) AS u(source, id, topic, part, off)
           ON i.source = u.source AND i.id = u.id
         WHERE i.consumer = :consumer AND i.status = 'dead'
           AND (i.topic, i.kafka_partition, i.kafka_offset) = (u.topic, u.part, u.off)

@@ -8,19 +8,111 @@ from collections.abc import Iterable
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import (
+    OutOfOrderSequenceNumber,
+    ProducerFenced,
+    TopicAlreadyExistsError,
+    UnknownProducerId,
+)
 
 from shared.events import Event
 
 log = logging.getLogger("qingshou.kafka")
 
 
-def make_producer(bootstrap: str, client_id: str = "qingshou") -> AIOKafkaProducer:
+# After a broker restart aiokafka's idempotent producer can be stuck for good with
+# OutOfOrderSequenceNumber (aiokafka issue #1017, seen here with Kafka 4.4): only a new producer
+# (a new producer id) recovers. These errors mean "rebuild the producer, then retry".
+PRODUCER_STATE_ERRORS = (OutOfOrderSequenceNumber, UnknownProducerId, ProducerFenced)
+
+
+class Producer:
+    """An idempotent, acks=all producer that rebuilds itself after a lost producer state.
+
+    It offers the calls the project uses (``send``, ``send_and_wait``, ``flush``, ``client``);
+    on one of :data:`PRODUCER_STATE_ERRORS` it replaces the underlying client and re-raises, so
+    the caller's usual retry (the relay's next cycle, ingest's 503) goes through a fresh one.
+    """
+
+    def __init__(self, bootstrap: str, client_id: str = "qingshou"):
+        self.bootstrap = bootstrap
+        self.client_id = client_id
+        # aiokafka clients need a running event loop: the client is made in start()
+        self._producer: AIOKafkaProducer | None = None
+        self._started = False
+        self._lock = asyncio.Lock()
+        self.rebuilds = 0
+
+    @property
+    def client(self):  # type: ignore[no-untyped-def]
+        return self._live.client
+
+    @property
+    def _live(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            raise RuntimeError("producer not started")
+        return self._producer
+
+    async def start(self) -> None:
+        self._producer = _new_producer(self.bootstrap, self.client_id)
+        await self._producer.start()
+        self._started = True
+
+    async def stop(self) -> None:
+        self._started = False
+        if self._producer is not None:
+            await self._producer.stop()
+
+    async def send(self, topic: str, value: bytes | None = None, key: bytes | None = None,
+                   headers: list[tuple[str, bytes]] | None = None) -> asyncio.Future:
+        """Enqueue a message; await the returned future for the broker's acknowledgement."""
+        try:
+            return await self._live.send(topic, value=value, key=key, headers=headers)
+        except PRODUCER_STATE_ERRORS:
+            await self.rebuild()
+            raise
+
+    async def send_and_wait(self, topic: str, value: bytes | None = None,
+                            key: bytes | None = None,
+                            headers: list[tuple[str, bytes]] | None = None):  # type: ignore[no-untyped-def]
+        future = await self.send(topic, value=value, key=key, headers=headers)
+        try:
+            return await future
+        except PRODUCER_STATE_ERRORS:
+            await self.rebuild()
+            raise
+
+    async def flush(self) -> None:
+        await self._live.flush()
+
+    async def rebuild(self) -> None:
+        """Replace the client (new producer id); concurrent callers rebuild once."""
+        old = self._live
+        async with self._lock:
+            if self._producer is not old:
+                return
+            log.warning("rebuilding the Kafka producer after a lost producer state",
+                        extra={"client_id": self.client_id})
+            try:
+                await asyncio.wait_for(old.stop(), 10)
+            except Exception:  # noqa: S110 - the old client is being thrown away
+                pass
+            self._producer = _new_producer(self.bootstrap, self.client_id)
+            if self._started:
+                await self._producer.start()
+            self.rebuilds += 1
+
+
+def make_producer(bootstrap: str, client_id: str = "qingshou") -> Producer:
     """An idempotent producer that waits for every in-sync replica (acks=all).
 
     Idempotence keeps each partition's messages in send order across retries, which the outbox
     relay relies on for per-key order. Call ``await producer.start()`` before use.
     """
+    return Producer(bootstrap, client_id)
+
+
+def _new_producer(bootstrap: str, client_id: str) -> AIOKafkaProducer:
     return AIOKafkaProducer(
         bootstrap_servers=bootstrap,
         client_id=client_id,
@@ -32,7 +124,7 @@ def make_producer(bootstrap: str, client_id: str = "qingshou") -> AIOKafkaProduc
     )
 
 
-async def publish(producer: AIOKafkaProducer, topic: str, event: Event) -> None:
+async def publish(producer: Producer, topic: str, event: Event) -> None:
     """Send one event keyed by its subject and wait for the broker's acknowledgement."""
     await producer.send_and_wait(topic, value=event.to_json(), key=event.key,
                                  headers=[("content-type", b"application/cloudevents+json")])

@@ -84,10 +84,37 @@ def configure_logging(level: str = "INFO", service: str | None = None) -> None:
     handler.setFormatter(JsonFormatter())
     if service:
         handler.addFilter(_ServiceFilter(service))
+    handler.addFilter(RateLimit(("aiokafka",), per_seconds=10.0))
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     for noisy in ("aiokafka", "kafka"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+
+
+class RateLimit(logging.Filter):
+    """At most one record per message template every ``per_seconds`` from chatty libraries.
+
+    aiokafka logs a connection error in a tight loop while the broker is down (thousands of
+    lines a second); one line every few seconds says the same thing.
+    """
+
+    def __init__(self, prefixes: tuple[str, ...], per_seconds: float):
+        super().__init__()
+        self.prefixes = prefixes
+        self.per_seconds = per_seconds
+        self._last: dict[tuple[str, str], float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith(self.prefixes):
+            return True
+        key = (record.name, str(record.msg))
+        last = self._last.get(key)
+        if last is not None and record.created - last < self.per_seconds:
+            return False
+        if len(self._last) > 1000:
+            self._last.clear()
+        self._last[key] = record.created
+        return True
 
 
 class _ServiceFilter(logging.Filter):

@@ -16,10 +16,10 @@ import time
 import zlib
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from shared.kafka import PRODUCER_STATE_ERRORS, Producer
 from shared.metrics import OUTBOX_BACKLOG, OUTBOX_PUBLISHED
 from shared.outbox import notify_channel
 from shared.transient import Backoff, is_transient
@@ -38,7 +38,7 @@ FOR UPDATE SKIP LOCKED
 class OutboxRelay:
     """Publishes one service schema's outbox."""
 
-    def __init__(self, engine: AsyncEngine, producer: AIOKafkaProducer, schema: str, *,
+    def __init__(self, engine: AsyncEngine, producer: Producer, schema: str, *,
                  shards: int = 16, batch: int = 1000, poll_interval: float = 0.5,
                  retention_s: float = 3600.0, name: str | None = None):
         self.engine = engine
@@ -66,7 +66,9 @@ class OutboxRelay:
                 sent = await self.publish_once()
                 backoff.reset()
             except Exception as exc:
-                if not is_transient(exc):
+                if isinstance(exc, PRODUCER_STATE_ERRORS):
+                    await self.producer.rebuild()
+                elif not is_transient(exc):
                     log.exception("outbox relay cycle failed", extra={"relay": self.name})
                 else:
                     log.warning("outbox relay: transient error, backing off",

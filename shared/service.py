@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
 from fastapi import APIRouter, FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -27,7 +26,7 @@ from shared.api import ops_router
 from shared.auth import KeyRing
 from shared.consumer import ConsumerRunner, ConsumerSpec, RunnerConfig
 from shared.db import make_engine, ping
-from shared.kafka import ensure_topics, make_producer
+from shared.kafka import Producer, ensure_topics, make_producer
 from shared.logs import configure_logging
 from shared.migrations import migrate
 from shared.problems import install_problem_handlers
@@ -60,7 +59,7 @@ class Runtime:
     settings: ServiceSettings
     topics: TopicNames
     keyring: KeyRing
-    producer: AIOKafkaProducer
+    producer: Producer
     engine: AsyncEngine | None = None
     runner: ConsumerRunner | None = None
     relay: OutboxRelay | None = None

@@ -7,11 +7,11 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.db import make_engine
-from shared.kafka import ensure_topics, make_producer
+from shared.kafka import Producer, ensure_topics, make_producer
 from shared.topics import ALL_TOPICS, TopicNames
 from tests.conftest import DB_URL, KAFKA
 
@@ -38,7 +38,7 @@ async def engine(schema: str) -> AsyncIterator[AsyncEngine]:
 
 
 @pytest.fixture
-async def producer() -> AsyncIterator[AIOKafkaProducer]:
+async def producer() -> AsyncIterator[Producer]:
     prod = make_producer(KAFKA, client_id="test")
     await prod.start()
     yield prod

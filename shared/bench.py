@@ -1,0 +1,137 @@
+"""Benchmark of the shared consumer runner on the real broker and database.
+
+The probe handler (``shared.probe``) upserts one row per event and writes one outbox row. Two
+figures come from the same run: the batched runner (``getmany`` batches, one transaction per
+batch) and a per-event-transaction baseline (a batch of one, one statement per event). Each
+counts events with every effect committed, from the start of consumption to the last commit.
+The relay's publishing rate of the resulting outbox is measured after.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import platform
+import time
+import uuid
+from dataclasses import dataclass
+
+import orjson
+from sqlalchemy import text
+
+from shared.consumer import ConsumerRunner, RunnerConfig
+from shared.db import make_engine
+from shared.kafka import ensure_topics, make_producer
+from shared.probe import create_probe_schema, probe_spec
+from shared.relay import OutboxRelay
+from shared.topics import ALL_TOPICS, TopicNames
+
+
+@dataclass
+class Result:
+    name: str
+    events: int
+    seconds: float
+
+    @property
+    def rate(self) -> float:
+        return self.events / self.seconds if self.seconds else 0.0
+
+
+def _events(n: int, loans: int) -> list[tuple[bytes, bytes]]:
+    out = []
+    for i in range(n):
+        loan = f"L{i % loans:07d}"
+        out.append((loan.encode(), orjson.dumps({
+            "specversion": "1.0", "id": uuid.uuid4().hex, "source": "urn:bench:core",
+            "type": "repayment.received", "time": "2026-11-28T10:00:00+08:00",
+            "subject": loan,
+            "data": {"loan_id": loan, "payment_id": f"P{i}", "amount": "12.34",
+                     "currency": "CNY", "value_date": "2026-11-28", "channel": "transfer"}})))
+    return out
+
+
+async def _produce(bootstrap: str, topic: str, events: list[tuple[bytes, bytes]]) -> None:
+    producer = make_producer(bootstrap, client_id="bench")
+    await producer.start()
+    try:
+        batch = []
+        for key, value in events:
+            batch.append(await producer.send(topic, value=value, key=key))
+            if len(batch) >= 5000:
+                await asyncio.gather(*batch)
+                batch.clear()
+        await asyncio.gather(*batch)
+    finally:
+        await producer.stop()
+
+
+async def _consume(name: str, bootstrap: str, db_url: str, n: int, per_event: bool,
+                   partitions: int) -> tuple[Result, str, str]:
+    uid = uuid.uuid4().hex[:8]
+    topics, schema = TopicNames(f"bench{uid}"), f"bench_{uid}"
+    await ensure_topics(bootstrap, [topics.name(t) for t in ALL_TOPICS], partitions)
+    engine = make_engine(db_url, schema, pool_size=2)
+    await create_probe_schema(engine, schema)
+    await _produce(bootstrap, topics.loan_events, _events(n, loans=max(1, n // 4)))
+    runner = ConsumerRunner(probe_spec(per_event=per_event), engine, RunnerConfig(
+        bootstrap=bootstrap, group_id=f"bench-{uid}", schema=schema, topics=topics,
+        max_records=1 if per_event else 5000, poll_timeout_ms=100))
+    await runner.start()
+    task = asyncio.create_task(runner.run())
+    started = time.perf_counter()
+    while runner.applied < n:  # noqa: ASYNC110 - polling a counter the runner updates
+        await asyncio.sleep(0.02)
+    elapsed = time.perf_counter() - started
+    await runner.stop()
+    await task
+    async with engine.connect() as conn:
+        applied = (await conn.execute(text("SELECT sum(events) FROM probe_loans"))).scalar_one()
+        outbox = (await conn.execute(text("SELECT count(*) FROM outbox"))).scalar_one()
+    assert applied == n and outbox == n, (applied, outbox)
+    await engine.dispose()
+    return Result(name, n, elapsed), schema, topics.prefix
+
+
+async def _relay(bootstrap: str, db_url: str, schema: str, n: int) -> Result:
+    engine = make_engine(db_url, schema, pool_size=2)
+    producer = make_producer(bootstrap, client_id="bench-relay")
+    await producer.start()
+    relay = OutboxRelay(engine, producer, schema, batch=5000)
+    started = time.perf_counter()
+    while relay.published < n:
+        if await relay.publish_once() == 0:
+            break
+    elapsed = time.perf_counter() - started
+    await producer.stop()
+    await engine.dispose()
+    return Result("outbox relay (publish, acks=all)", relay.published, elapsed)
+
+
+async def _drop(db_url: str, schemas: list[str]) -> None:
+    engine = make_engine(db_url, "public", pool_size=1)
+    async with engine.begin() as conn:
+        for s in schemas:
+            await conn.execute(text(f'DROP SCHEMA IF EXISTS "{s}" CASCADE'))
+    await engine.dispose()
+
+
+async def run(bootstrap: str, db_url: str, events: int = 200_000, baseline_events: int = 5_000,
+              partitions: int = 6) -> list[Result]:
+    batched, schema, _ = await _consume("runner, batched (getmany, 1 tx per batch)", bootstrap,
+                                        db_url, events, False, partitions)
+    relay = await _relay(bootstrap, db_url, schema, events)
+    base, base_schema, _ = await _consume("baseline, 1 tx per event", bootstrap, db_url,
+                                          baseline_events, True, partitions)
+    await _drop(db_url, [schema, base_schema])
+    return [batched, base, relay]
+
+
+def report(results: list[Result]) -> str:
+    batched, base = results[0], results[1]
+    lines = [f"Machine: {os.cpu_count()} cores, {platform.platform()}, "
+             f"Python {platform.python_version()}", "",
+             "| run | events | seconds | events/s |", "|---|---:|---:|---:|"]
+    lines += [f"| {r.name} | {r.events:,} | {r.seconds:.2f} | {r.rate:,.0f} |" for r in results]
+    lines += ["", f"Batched / baseline: {batched.rate / base.rate:.1f}x"]
+    return "\n".join(lines)
