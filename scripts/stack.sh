@@ -21,10 +21,13 @@ ready() {  # ready <port>
 start_one() {  # start_one <name> <port>
   local name=$1 port=$2
   if alive "$name"; then return 0; fi
-  ( cd "$ROOT" && QS_PORT="$port" QS_KAFKA_BOOTSTRAP="${QS_KAFKA_BOOTSTRAP:-127.0.0.1:${QS_KAFKA_PORT:-9092}}" \
+  # exec: the background subshell becomes the service itself, so $! is the service's pid and
+  # nothing keeps the caller's stdout open
+  ( cd "$ROOT" && export QS_PORT="$port" \
+      QS_KAFKA_BOOTSTRAP="${QS_KAFKA_BOOTSTRAP:-127.0.0.1:${QS_KAFKA_PORT:-9092}}" \
       QS_DATABASE_URL="${QS_DATABASE_URL:-postgresql+asyncpg://postgres@127.0.0.1:${QS_PG_PORT:-55432}/qingshou}" \
-      setsid nohup "$PY" -m "services.$name" >>"$LOGS/$name.log" 2>&1 < /dev/null &
-    echo $! > "$RUN/$name.pid" )
+    && exec setsid "$PY" -m "services.$name" >>"$LOGS/$name.log" 2>&1 </dev/null ) &
+  echo $! > "$RUN/$name.pid"
 }
 
 wait_ready() {  # wait_ready <name> <port> <deadline-seconds>

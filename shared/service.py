@@ -65,6 +65,7 @@ class Runtime:
     relay: OutboxRelay | None = None
     extras: dict[str, Any] = field(default_factory=dict)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _background: list[asyncio.Task[None]] = field(default_factory=list)
 
     @property
     def source(self) -> str:
@@ -94,9 +95,9 @@ class Runtime:
                                      poll_interval=s.relay_poll_interval_s, name=d.name)
             self._spawn(self.relay.run(), "relay")
         for job in d.background(self):
-            self._spawn(job(), getattr(job, "__name__", "background"))
+            self._spawn(job(), getattr(job, "__name__", "background"), background=True)
 
-    def _spawn(self, coro: Awaitable[None], name: str) -> None:
+    def _spawn(self, coro: Awaitable[None], name: str, background: bool = False) -> None:
         async def guarded() -> None:
             try:
                 await coro
@@ -105,9 +106,16 @@ class Runtime:
             except Exception:
                 log.exception("background task ended with an error", extra={"task": name})
 
-        self._tasks.append(asyncio.create_task(guarded(), name=f"{self.definition.name}:{name}"))
+        task = asyncio.create_task(guarded(), name=f"{self.definition.name}:{name}")
+        (self._background if background else self._tasks).append(task)
 
     async def stop(self) -> None:
+        # background jobs (schedulers, dispatchers) are cancelled: whatever they had claimed
+        # is rolled back and claimed again after restart. The consumer and the relay finish
+        # their batch in flight instead.
+        for task in self._background:
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
         if self.runner is not None:
             await self.runner.stop()
         if self.relay is not None:
