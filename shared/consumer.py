@@ -39,8 +39,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from shared import inbox, outbox
 from shared.context import BatchContext, Rejected
 from shared.events import Event, EventError, parse_event, registry
-from shared.metrics import (BATCH_SECONDS, BATCH_SIZE, CONSUMER_LAG, EVENTS_CONSUMED,
-                            EVENTS_DEAD_LETTERED, EVENTS_DUPLICATE, EVENTS_FAILED)
+from shared.metrics import (
+    BATCH_SECONDS,
+    BATCH_SIZE,
+    CONSUMER_LAG,
+    EVENTS_CONSUMED,
+    EVENTS_DEAD_LETTERED,
+    EVENTS_DUPLICATE,
+    EVENTS_FAILED,
+)
 from shared.topics import TopicNames, dlq
 from shared.transient import Backoff, is_transient
 

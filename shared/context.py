@@ -13,7 +13,7 @@ from shared.outbox import OutboxMessage, message_for
 from shared.topics import TopicNames
 
 
-class Rejected(Exception):  # noqa: N818 - a domain verdict, not a crash
+class Rejected(Exception):
     """Raised by a handler to refuse an event: it goes to the dead-letter topic with ``reason``.
 
     Nothing the handler wrote for that event survives: the batch is applied again without it.

@@ -14,8 +14,8 @@ from decimal import Decimal
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.context import BatchContext
 from shared.consumer import ConsumerSpec
+from shared.context import BatchContext
 from shared.events import Event
 from shared.migrations import RUNTIME_TABLES
 from shared.topics import LOAN_EVENTS, REPAYMENTS_APPLIED

@@ -18,7 +18,7 @@ _TITLES = {400: "Bad request", 401: "Unauthorized", 403: "Forbidden", 404: "Not 
            503: "Service unavailable"}
 
 
-class Problem(Exception):  # noqa: N818 - it is what RFC 9457 calls it
+class Problem(Exception):
     """Raise from a route to answer with a problem document."""
 
     def __init__(self, status: int, detail: str, *, errors: list[dict[str, str]] | None = None,

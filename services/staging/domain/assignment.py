@@ -1,0 +1,60 @@
+"""Who owns a case: the request the domain raises and the pure choice of a collector.
+
+Decisions:
+
+- Load is ``open_cases / capacity``, compared exactly (fractions); ties go to the smallest
+  collector id. Capacity is a target, not a hard limit: when every active collector of the team
+  is full the case still goes to the least loaded one, since an unowned case is worse. A
+  collector with capacity 0 takes no case.
+- A relationship-manager stage goes to the loan's relationship manager, who need not be in the
+  roster; without one, to the fallback team of the stage.
+- With no eligible collector the case waits in the team's queue (collector None, team set).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date
+from fractions import Fraction
+
+
+@dataclass(frozen=True)
+class CollectorLoad:
+    collector_id: str
+    team: str
+    capacity: int
+    active: bool
+    open_cases: int
+
+
+@dataclass(frozen=True)
+class AssignmentRequest:
+    """A loan entered a stage whose owner the domain cannot pick without the roster."""
+
+    loan_id: str
+    stage: str
+    owner_kind: str  # relationship_manager or team
+    team: str | None  # the team, or the relationship manager's fallback team
+    relationship_manager_id: str | None
+    previous_collector_id: str | None
+    business_date: date
+
+
+def choose_collector(candidates: Iterable[CollectorLoad], team: str) -> str | None:
+    """The least-loaded active collector of ``team`` relative to capacity, ties by id."""
+    eligible = [c for c in candidates if c.active and c.team == team and c.capacity > 0]
+    if not eligible:
+        return None
+    best = min(eligible, key=lambda c: (Fraction(c.open_cases, c.capacity), c.collector_id))
+    return best.collector_id
+
+
+def resolve_assignment(request: AssignmentRequest,
+                       candidates: Iterable[CollectorLoad]) -> tuple[str | None, str | None]:
+    """``(collector_id, team)`` for a request; the team is None for a relationship manager."""
+    if request.owner_kind == "relationship_manager" and request.relationship_manager_id:
+        return request.relationship_manager_id, None
+    if request.team is None:
+        return None, None
+    return choose_collector(candidates, request.team), request.team

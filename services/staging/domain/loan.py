@@ -1,0 +1,141 @@
+"""The loan aggregate: everything staging knows about one loan, serialisable as one document.
+
+The handlers that change it live in ``handlers``; this module only holds the state and its
+(de)serialisation, ``to_dict`` giving JSON-ready values (Decimal as string, dates ISO).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from services.staging.domain.flags import Flags
+from services.staging.domain.ledger import Ledger
+from services.staging.domain.promises import OPEN, Promise
+from services.staging.domain.values import from_iso, iso
+
+OPEN_STATUS, CLOSED_STATUS = "open", "closed"
+CLOSED_STAGE = "closed"  # pseudo-stage of a closed loan, outside every policy
+
+
+@dataclass(frozen=True)
+class StageChange:
+    from_stage: str
+    to_stage: str
+    dpd: int
+    reason: str
+    business_date: date
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"from": self.from_stage, "to": self.to_stage, "dpd": self.dpd,
+                "reason": self.reason, "business_date": iso(self.business_date)}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> StageChange:
+        return cls(d["from"], d["to"], d["dpd"], d["reason"],
+                   date.fromisoformat(d["business_date"]))
+
+
+@dataclass(frozen=True)
+class Owner:
+    collector_id: str | None = None
+    team: str | None = None
+
+
+@dataclass(frozen=True)
+class OwnerPeriod:
+    """From ``since`` (inclusive) the case belonged to ``collector_id`` (None: nobody)."""
+
+    since: date
+    collector_id: str | None
+
+
+@dataclass(frozen=True)
+class LoanState:
+    loan_id: str
+    borrower_id: str
+    product: str
+    currency: str
+    principal: Decimal
+    opened_on: date
+    business_date: date  # the business date the loan has been evaluated at
+    relationship_manager_id: str | None = None
+    branch_id: str | None = None
+    status: str = OPEN_STATUS
+    ledger: Ledger = field(default_factory=lambda: Ledger("XXX"))
+    flags: Flags = field(default_factory=Flags)
+    stage: str = "current"
+    dpd: int = 0
+    history: tuple[StageChange, ...] = ()
+    owner: Owner = field(default_factory=Owner)
+    owner_history: tuple[OwnerPeriod, ...] = ()
+    promises: tuple[Promise, ...] = ()
+    # For a surviving payment that moved the loan down: the stage it found on arrival, the
+    # floor its reversal restores (see delinquency).
+    stage_at_receipt: Mapping[str, str] = field(default_factory=dict)
+    next_seq: int = 1
+    policy_version: int | None = None
+    next_transition_date: date | None = None
+
+    @property
+    def arrears(self) -> Decimal:
+        return self.ledger.arrears
+
+    @property
+    def oldest_unpaid_due_date(self) -> date | None:
+        return self.ledger.oldest_unpaid_due_date
+
+    @property
+    def open_promises(self) -> tuple[Promise, ...]:
+        return tuple(p for p in self.promises if p.status == OPEN)
+
+    def owner_on(self, day: date) -> str | None:
+        """The collector owning the case on ``day`` (the last change of that day wins)."""
+        owner = None
+        for period in self.owner_history:
+            if period.since > day:
+                break
+            owner = period.collector_id
+        return owner
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "loan_id": self.loan_id, "borrower_id": self.borrower_id, "product": self.product,
+            "currency": self.currency, "principal": str(self.principal),
+            "opened_on": iso(self.opened_on), "business_date": iso(self.business_date),
+            "relationship_manager_id": self.relationship_manager_id,
+            "branch_id": self.branch_id, "status": self.status,
+            "ledger": self.ledger.to_dict(), "flags": self.flags.to_dict(),
+            "stage": self.stage, "dpd": self.dpd,
+            "history": [h.to_dict() for h in self.history],
+            "owner": {"collector_id": self.owner.collector_id, "team": self.owner.team},
+            "owner_history": [[iso(p.since), p.collector_id] for p in self.owner_history],
+            "promises": [p.to_dict() for p in self.promises],
+            "stage_at_receipt": dict(self.stage_at_receipt),
+            "next_seq": self.next_seq, "policy_version": self.policy_version,
+            "next_transition_date": iso(self.next_transition_date),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> LoanState:
+        return cls(
+            loan_id=d["loan_id"], borrower_id=d["borrower_id"], product=d["product"],
+            currency=d["currency"], principal=Decimal(d["principal"]),
+            opened_on=date.fromisoformat(d["opened_on"]),
+            business_date=date.fromisoformat(d["business_date"]),
+            relationship_manager_id=d.get("relationship_manager_id"),
+            branch_id=d.get("branch_id"), status=d["status"],
+            ledger=Ledger.from_dict(d["ledger"]), flags=Flags.from_dict(d["flags"]),
+            stage=d["stage"], dpd=d["dpd"],
+            history=tuple(StageChange.from_dict(h) for h in d["history"]),
+            owner=Owner(d["owner"]["collector_id"], d["owner"]["team"]),
+            owner_history=tuple(OwnerPeriod(date.fromisoformat(s), c)
+                                for s, c in d["owner_history"]),
+            promises=tuple(Promise.from_dict(p) for p in d["promises"]),
+            stage_at_receipt=dict(d.get("stage_at_receipt", {})),
+            next_seq=d["next_seq"], policy_version=d.get("policy_version"),
+            next_transition_date=from_iso(d.get("next_transition_date")),
+        )
