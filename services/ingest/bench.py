@@ -1,0 +1,122 @@
+"""Benchmark of the ingest gateway: ``python -m services.ingest.bench``.
+
+Starts ``python -m services.ingest`` (uvicorn, one worker) on a free port against the real
+broker (``QS_KAFKA_BOOTSTRAP``, default 127.0.0.1:9092) with fresh topics (a unique prefix) and
+the rate limit lifted, then drives it with wrk:
+
+1. single: ``POST /v1/events``, one CloudEvent per request, every 202 after Kafka's ack;
+2. batch: ``POST /v1/events/batch``, 1,000 CloudEvents per request.
+
+Prints a Markdown table for BENCHMARKS.md. Needs ``wrk`` (``apt-get install -y wrk``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+LUA_DIR = Path(__file__).with_name("bench")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"ingest exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(f"{url}/readyz", timeout=2) as r:  # noqa: S310
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit("ingest did not become ready (is Kafka running?)")
+
+
+def _seconds(value: str) -> float:
+    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", value).groups()  # type: ignore[union-attr]
+    return float(number) * {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}[unit]
+
+
+def _wrk(url: str, script: str, connections: int, duration: int, threads: int,
+         env: dict[str, str]) -> dict[str, float]:
+    cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency",
+           "--timeout", "30s", "-s", str(LUA_DIR / script), url]
+    print("$", " ".join(cmd), file=sys.stderr)
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True,  # noqa: S603
+                         check=True).stdout
+    print(out, file=sys.stderr)
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = _seconds(re.search(r"50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p99 = _seconds(re.search(r"99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    errors = re.search(r"Socket errors:.*", out)
+    return {"rps": rps, "p50": p50, "p99": p99, "non2xx": float(bad.group(1)) if bad else 0.0,
+            "socket_errors": 1.0 if errors else 0.0}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=int, default=15, help="seconds per run")
+    parser.add_argument("--connections", type=int, default=64, help="single-event run")
+    parser.add_argument("--batch-connections", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=1000)
+    parser.add_argument("--wrk-threads", type=int, default=1)
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk not found: apt-get install -y wrk")
+
+    port, run = _free_port(), uuid.uuid4().hex[:8]
+    bootstrap = os.environ.get("QS_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
+    env = {**os.environ, "QS_PORT": str(port), "QS_TOPIC_PREFIX": f"bench{run}",
+           "QS_KAFKA_BOOTSTRAP": bootstrap, "QS_LOG_LEVEL": "WARNING",
+           "QS_INGEST_RATE_PER_SECOND": "1e9", "QS_INGEST_RATE_BURST": "1000000000"}
+    server = subprocess.Popen([sys.executable, "-m", "services.ingest"], env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_ready(url, server)
+        wrk_env = {**os.environ, "QS_BENCH_LUA_DIR": str(LUA_DIR), "QS_BENCH_RUN": run,
+                   "QS_BENCH_BATCH": str(args.batch_size)}
+        # a short warm-up so connections, metadata and JIT-free caches are in place
+        _wrk(f"{url}/v1/events", "single.lua", 8, 2, 1, wrk_env)
+        single = _wrk(f"{url}/v1/events", "single.lua", args.connections, args.duration,
+                      args.wrk_threads, wrk_env)
+        batch = _wrk(f"{url}/v1/events/batch", "batch.lua", args.batch_connections,
+                     args.duration, args.wrk_threads, wrk_env)
+    finally:
+        server.terminate()
+        server.wait(30)
+
+    machine = (f"{platform.machine()}, {os.cpu_count()} cores, "
+               f"{platform.system()} {platform.release()}")
+    print(f"machine: {machine}; broker {bootstrap}; one uvicorn worker; wrk {args.wrk_threads} "
+          f"thread(s); {args.duration} s per run\n")
+    print("| run | connections | requests/s | events/s | p50 | p99 | non-2xx |")
+    print("|---|---|---|---|---|---|---|")
+    print(f"| single `POST /v1/events` | {args.connections} | {single['rps']:,.0f} | "
+          f"{single['rps']:,.0f} | {single['p50'] * 1000:.1f} ms | {single['p99'] * 1000:.1f} ms"
+          f" | {single['non2xx']:.0f} |")
+    print(f"| batch `POST /v1/events/batch` ({args.batch_size}/request) | "
+          f"{args.batch_connections} | {batch['rps']:,.1f} | "
+          f"{batch['rps'] * args.batch_size:,.0f} | {batch['p50'] * 1000:.0f} ms | "
+          f"{batch['p99'] * 1000:.0f} ms | {batch['non2xx']:.0f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,139 @@
+"""The gateway core with a fake producer: checks, scopes, per-item outcomes, dedupe."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+
+import orjson
+
+from services.ingest.gateway import Item, Publisher, check
+from services.ingest.limits import DedupeCache
+from services.ingest.routing import Router
+from shared.auth import Principal
+from shared.events import sample_cloudevent
+from shared.topics import TopicNames
+
+CORE = Principal(name="core", scopes=frozenset({"events:core"}))
+ROUTER = Router(TopicNames("t"))
+
+
+class FakeProducer:
+    """Acknowledges every send, except events whose id is in ``fail``."""
+
+    def __init__(self, fail: frozenset[str] = frozenset()) -> None:
+        self.fail = fail
+        self.sent: list[tuple[str, bytes, bytes]] = []
+        self.rebuilds = 0
+
+    async def send(self, topic, value=None, key=None, headers=None):
+        fut = asyncio.get_running_loop().create_future()
+        if orjson.loads(value)["id"] in self.fail:
+            fut.set_exception(TimeoutError("no broker"))
+        else:
+            self.sent.append((topic, key, value))
+            fut.set_result(None)
+        return fut
+
+    async def rebuild(self) -> None:
+        self.rebuilds += 1
+
+
+def event(event_type: str = "repayment.received", event_id: str = "e1") -> dict:
+    ev = copy.deepcopy(sample_cloudevent(event_type))
+    ev["id"] = event_id
+    return ev
+
+
+def checked(obj, who=CORE, index=0) -> Item:
+    return check(Item(index=index), obj, who, ROUTER, None)
+
+
+def test_a_valid_event_gets_topic_key_and_its_own_bytes() -> None:
+    ev = event()
+    item = checked(ev)
+    assert item.status == 0
+    assert (item.topic, item.base_topic) == ("t.loan-events", "loan-events")
+    assert item.key == ev["subject"].encode()
+    assert orjson.loads(item.value) == ev
+    raw = orjson.dumps(ev, option=orjson.OPT_INDENT_2)
+    assert check(Item(index=0), ev, CORE, ROUTER, raw).value is raw
+
+
+def test_the_field_at_fault_is_named() -> None:
+    ev = event()
+    ev["data"]["amount"] = 12.5
+    ev["time"] = "yesterday"
+    item = checked(ev)
+    assert item.status == 422
+    assert {e["field"] for e in item.errors} >= {"time"}
+    ev = event()
+    ev["data"]["amount"] = "twelve"
+    assert checked(ev).errors[0]["field"] == "data.amount"
+
+
+def test_scope_is_checked_before_the_payload() -> None:
+    ev = event("promise.made")
+    ev["data"] = {}
+    item = checked(ev)
+    assert item.status == 403 and item.errors[0]["field"] == "type"
+
+
+def test_outbound_and_unknown_types_are_refused_and_non_objects_too() -> None:
+    ev = event()
+    ev["type"] = "stage.changed"
+    assert checked(ev).status == 422
+    ev["type"] = "loan.teleported"
+    assert checked(ev).status == 422
+    assert checked([1, 2]).status == 422
+
+
+async def test_batch_outcomes_are_per_item_and_failures_are_not_accepted() -> None:
+    producer = FakeProducer(fail=frozenset({"bad"}))
+    publisher = Publisher(lambda: producer, lambda: True, DedupeCache(100, 60))
+    items = [checked(event(event_id=i), index=n) for n, i in enumerate(["a", "bad", "c"])]
+    items.append(checked({"nope": 1}, index=3))
+    await publisher.publish(items)
+    assert [i.status for i in items] == [202, 503, 202, 422]
+    assert [orjson.loads(v)["id"] for _, _, v in producer.sent] == ["a", "c"]
+
+
+async def test_a_recent_duplicate_is_accepted_but_not_sent_again() -> None:
+    producer = FakeProducer()
+    publisher = Publisher(lambda: producer, lambda: True, DedupeCache(100, 60))
+    first = [checked(event(event_id="x"))]
+    await publisher.publish(first)
+    again = [checked(event(event_id="x")), checked(event(event_id="x"), index=1)]
+    await publisher.publish(again)
+    assert first[0].status == 202 and not first[0].duplicate
+    assert all(i.status == 202 and i.duplicate for i in again)
+    assert len(producer.sent) == 1
+
+
+async def test_the_same_pair_twice_in_one_batch_is_sent_once() -> None:
+    producer = FakeProducer()
+    publisher = Publisher(lambda: producer, lambda: True, DedupeCache(100, 60))
+    items = [checked(event(event_id="y"), index=n) for n in range(3)]
+    await publisher.publish(items)
+    assert [(i.status, i.duplicate) for i in items] == [(202, False), (202, True), (202, True)]
+    assert len(producer.sent) == 1
+
+
+async def test_a_failed_send_is_not_remembered_so_a_retry_is_sent() -> None:
+    producer = FakeProducer(fail=frozenset({"z"}))
+    publisher = Publisher(lambda: producer, lambda: True, DedupeCache(100, 60))
+    items = [checked(event(event_id="z"))]
+    await publisher.publish(items)
+    assert items[0].status == 503
+    producer.fail = frozenset()
+    retry = [checked(event(event_id="z"))]
+    await publisher.publish(retry)
+    assert retry[0].status == 202 and not retry[0].duplicate
+
+
+async def test_without_kafka_everything_fails_fast() -> None:
+    producer = FakeProducer()
+    publisher = Publisher(lambda: producer, lambda: False, DedupeCache(100, 60))
+    items = [checked(event(event_id=str(n)), index=n) for n in range(3)]
+    await publisher.publish(items)
+    assert {i.status for i in items} == {503} and producer.sent == []
