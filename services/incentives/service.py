@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
+from fastapi import APIRouter
+
+from services.incentives.api import build_router
+from services.incentives.consumer import consumer_spec
 from shared.consumer import ConsumerSpec
 from shared.service import Runtime, ServiceDefinition
-from shared.topics import (COLLECTION_ASSIGNMENTS, COLLECTION_STAGES, LOAN_EVENTS,
-                           PROMISE_OUTCOMES, REPAYMENTS_APPLIED)
 
 
 def consumer(runtime: Runtime) -> ConsumerSpec:
-    return ConsumerSpec(name="incentives", topics=[COLLECTION_ASSIGNMENTS, REPAYMENTS_APPLIED,
-                                                   PROMISE_OUTCOMES, COLLECTION_STAGES,
-                                                   LOAN_EVENTS],
-                        handlers={})
+    return consumer_spec()
+
+
+def routers(runtime: Runtime) -> Sequence[APIRouter]:
+    return [build_router(runtime)]
 
 
 DEFINITION = ServiceDefinition(
@@ -24,4 +28,5 @@ DEFINITION = ServiceDefinition(
     port=8004,
     migrations=Path(__file__).parent / "migrations",
     consumer=consumer,
+    routers=routers,
 )

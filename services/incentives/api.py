@@ -1,0 +1,150 @@
+"""REST API of incentives: scorecards, leaderboards, the scheme and period closing.
+
+A scheme change is applied at once: in the transaction that stores the new version, every
+scorecard of a period that ends on or after its `effective_from` is recomputed from the ledger
+and the ones that changed are published as `scorecard.updated` through the outbox.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import UTC, date, datetime
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Body, Depends, Query
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.incentives import scoring, store
+from services.incentives.domain import (
+    SchemeBook,
+    period_of,
+    rank,
+    scheme_to_doc,
+    validate_scheme,
+)
+from services.incentives.domain.periods import check_period
+from services.incentives.tallies import scorecard_from_doc
+from shared import outbox
+from shared.api import require
+from shared.context import BatchContext
+from shared.problems import Problem
+from shared.service import Runtime
+
+
+def _period(value: str | None, name: str = "period") -> str:
+    if value is None:
+        return period_of(datetime.now(UTC).date())
+    try:
+        return check_period(value)
+    except ValueError:
+        raise Problem(422, f"{name} must be YYYY-MM",
+                      errors=[{"field": name, "message": "must be YYYY-MM"}]) from None
+
+
+def _cursor_offset(cursor: str | None) -> int:
+    if not cursor:
+        return 0
+    try:
+        offset = orjson.loads(base64.urlsafe_b64decode(cursor.encode()))["o"]
+    except (binascii.Error, ValueError, KeyError, TypeError):
+        offset = None
+    if not isinstance(offset, int) or offset < 0:
+        raise Problem(422, "cursor is not one this API issued",
+                      errors=[{"field": "cursor", "message": "invalid cursor"}])
+    return offset
+
+
+def _cursor(offset: int) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps({"o": offset})).decode()
+
+
+async def scheme_view(engine: AsyncEngine) -> dict[str, Any]:
+    async with engine.connect() as conn:
+        schemes = await store.load_schemes(conn)
+    today = datetime.now(UTC).date()
+    current = SchemeBook(schemes).on(today)
+    return {"current": scheme_to_doc(current),
+            "versions": [scheme_to_doc(s) for s in schemes]}
+
+
+async def put_scheme(runtime: Runtime, engine: AsyncEngine, doc: dict[str, Any]) -> dict:
+    doc = dict(doc)
+    async with engine.begin() as conn:
+        await store.lock_scorecards(conn)
+        schemes = await store.load_schemes(conn)
+        following = max((s.version for s in schemes), default=0) + 1
+        doc.setdefault("version", following)
+        errors = validate_scheme(doc)
+        if not errors and doc["version"] != following:
+            errors = [{"field": "version", "message": f"must be {following}, the next version"}]
+        if errors:
+            fields = ", ".join(dict.fromkeys(e["field"] for e in errors))
+            raise Problem(422, f"invalid scheme: {fields}", errors=errors)
+        await store.add_scheme(conn, doc)
+        book = SchemeBook(await store.load_schemes(conn))
+        first = period_of(date.fromisoformat(str(doc["effective_from"])))
+        periods = await store.periods_from(conn, first)
+        updated = await scoring.rebuild(conn, book, periods)
+        ctx = BatchContext(conn, runtime.topics, runtime.source)
+        scoring.publish(ctx, updated)
+        s = runtime.settings
+        await outbox.write(conn, ctx.outbox, s.relay_shards, s.schema_name)
+    view = await scheme_view(engine)
+    view["recomputed_periods"] = periods
+    return view
+
+
+def build_router(runtime: Runtime) -> APIRouter:
+    router = APIRouter(prefix="/v1", tags=["incentives"])
+
+    def engine() -> AsyncEngine:
+        assert runtime.engine is not None
+        return runtime.engine
+
+    @router.get("/scorecards/{collector_id}", dependencies=[Depends(require("read"))])
+    async def get_scorecard(collector_id: str, period: str | None = None) -> dict[str, Any]:
+        wanted = _period(period)
+        async with engine().connect() as conn:
+            doc = await store.scorecard_doc(conn, collector_id, wanted)
+        if doc is None:
+            raise Problem(404, f"no scorecard for collector {collector_id} in {wanted}")
+        return dict(doc)
+
+    @router.get("/leaderboard", dependencies=[Depends(require("read"))])
+    async def leaderboard(period: str | None = None, team: str | None = None,
+                          limit: int = Query(100, ge=1, le=1000),
+                          cursor: str | None = None) -> dict[str, Any]:
+        wanted, offset = _period(period), _cursor_offset(cursor)
+        async with engine().connect() as conn:
+            cards = [scorecard_from_doc(d) for d in await store.period_docs(conn, wanted, team)]
+        rows = rank(cards, None)
+        teams = {c.collector_id: c.team for c in cards}
+        page = rows[offset:offset + limit]
+        more = offset + limit < len(rows)
+        return {
+            "period": wanted, "team": team,
+            "items": [{"rank": r.rank, "collector_id": r.collector_id,
+                       "team": teams[r.collector_id],
+                       "composite_score": format(r.composite, "f"),
+                       "payout": format(r.payout, "f")} for r in page],
+            "next_cursor": _cursor(offset + limit) if more else None,
+        }
+
+    @router.get("/scheme", dependencies=[Depends(require("read"))])
+    async def get_scheme() -> dict[str, Any]:
+        return await scheme_view(engine())
+
+    @router.put("/scheme", dependencies=[Depends(require("admin"))])
+    async def replace_scheme(doc: dict[str, Any] = Body(...)) -> dict[str, Any]:
+        return await put_scheme(runtime, engine(), doc)
+
+    @router.post("/periods/{period}/close", dependencies=[Depends(require("admin"))])
+    async def close(period: str) -> dict[str, Any]:
+        wanted = _period(period)
+        async with engine().begin() as conn:
+            closed_at = await store.close_period(conn, wanted)
+        return {"period": wanted, "closed": True, "closed_at": closed_at.isoformat()}
+
+    return router

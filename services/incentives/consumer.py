@@ -1,0 +1,215 @@
+"""The incentives consumer: events in, ledger entries and scorecards out, one batch at a time.
+
+`before_batch` loads what the batch needs with a few multi-row queries (the loans' assignment,
+arrears and last cure; scheme versions; closed periods) under the scorecard lock. Handlers only
+translate an event into calls of the pure domain and keep the results in memory. `after_batch`
+writes the loans back, appends the ledger entries with one INSERT ... ON CONFLICT DO NOTHING
+(only entries it reports as new reach the tallies), upserts the touched scorecards and queues one
+`scorecard.updated` per changed scorecard.
+
+Decision (arrival period): a claw-back or a complaint "arrives" in the month of the event's
+`time`, moved forward to the first open month when that month is closed or not after the
+original one: nothing ever lands in a closed month.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from services.incentives import scoring, store
+from services.incentives.domain import (
+    CreditEntry,
+    MalformedEvent,
+    SchemeBook,
+    assignment_from_assigned,
+    clawback_for_unapplied,
+    credit_for_applied,
+    cure_for_stage_changed,
+    cure_reversal_for_stage_changed,
+    end_assignment,
+    entries_for_assigned,
+    entry_for_complaint,
+    entry_for_promise,
+    known_arrears,
+    period_of,
+)
+from shared.consumer import ConsumerSpec
+from shared.context import BatchContext, Rejected
+from shared.events import Event
+from shared.topics import (
+    COLLECTION_ASSIGNMENTS,
+    COLLECTION_STAGES,
+    LOAN_EVENTS,
+    PROMISE_OUTCOMES,
+    REPAYMENTS_APPLIED,
+)
+
+_STATE = "incentives"
+# Types whose rules need the loan's stored facts (assignment, arrears, last cure).
+_NEEDS_LOAN = frozenset({"case.assigned", "case.unassigned", "stage.changed",
+                         "complaint.recorded"})
+
+
+@dataclass
+class BatchState:
+    book: SchemeBook
+    closed: set[str]
+    loans: store.LoanFacts
+    entries: dict[str, CreditEntry] = field(default_factory=dict)
+    teams: dict[str, str] = field(default_factory=dict)
+
+
+def _state(ctx: BatchContext) -> BatchState:
+    state: BatchState = ctx.state[_STATE]
+    return state
+
+
+def as_mapping(event: Event) -> dict[str, Any]:
+    """The event in the shape the pure domain reads (its typed data values, not re-parsed).
+
+    The model's own field dict is shared, not copied: the domain only reads it, and the model is
+    frozen.
+    """
+    return {"id": event.id, "source": event.source, "type": event.type,
+            "data": event.data.__dict__}
+
+
+def arrival_period(event: Event, closed: set[str], after: str | None = None) -> str:
+    year, month = event.time.year, event.time.month
+    period = f"{year:04d}-{month:02d}"
+    while period in closed or (after is not None and period <= after):
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+        period = f"{year:04d}-{month:02d}"
+    return period
+
+
+def _keep(state: BatchState, entries: list[CreditEntry]) -> None:
+    for entry in entries:
+        state.entries.setdefault(entry.entry_id, entry)
+
+
+# --- handlers ---------------------------------------------------------------------------------
+
+
+async def apply_repayment(ctx: BatchContext, event: Event) -> None:
+    _keep(_state(ctx), credit_for_applied(as_mapping(event)))
+
+
+async def claw_back_repayment(ctx: BatchContext, event: Event) -> None:
+    state = _state(ctx)
+    original = period_of(event.data.value_date)
+    arrival = arrival_period(event, state.closed, after=original)
+    _keep(state, clawback_for_unapplied(as_mapping(event), state.closed, arrival))
+
+
+async def assign_case(ctx: BatchContext, event: Event) -> None:
+    state, raw = _state(ctx), as_mapping(event)
+    loan_id = event.data.loan_id
+    arrears, currency = state.loans.arrears.get(loan_id, (None, None))
+    _keep(state, entries_for_assigned(raw, arrears, currency))
+    state.loans.assignments[loan_id] = assignment_from_assigned(raw)
+    state.loans.dirty_assignments.add(loan_id)
+    state.teams[event.data.collector_id] = event.data.team
+
+
+async def unassign_case(ctx: BatchContext, event: Event) -> None:
+    state = _state(ctx)
+    loan_id = event.data.loan_id
+    current = state.loans.assignments.get(loan_id)
+    state.loans.assignments[loan_id] = end_assignment(current, as_mapping(event))
+    state.loans.dirty_assignments.add(loan_id)
+
+
+async def change_stage(ctx: BatchContext, event: Event) -> None:
+    state, raw = _state(ctx), as_mapping(event)
+    loans, loan_id = state.loans, event.data.loan_id
+    loans.arrears[loan_id] = known_arrears(raw)
+    loans.dirty_state.add(loan_id)
+    cures = cure_for_stage_changed(raw, loans.assignments.get(loan_id))
+    last = loans.last_cure.get(loan_id)
+    after = last.period if last is not None else None
+    reversals = cure_reversal_for_stage_changed(
+        raw, last, state.closed, arrival_period(event, state.closed, after=after))
+    _keep(state, cures + reversals)
+    if cures:
+        loans.last_cure[loan_id] = cures[0]
+    elif reversals:
+        loans.last_cure[loan_id] = None
+
+
+async def record_promise(ctx: BatchContext, event: Event) -> None:
+    _keep(_state(ctx), entry_for_promise(as_mapping(event)))
+
+
+async def record_complaint(ctx: BatchContext, event: Event) -> None:
+    state = _state(ctx)
+    assignment = state.loans.assignments.get(event.data.loan_id)
+    _keep(state, entry_for_complaint(as_mapping(event), assignment,
+                                     arrival_period(event, state.closed)))
+
+
+Handler = Callable[[BatchContext, Event], Awaitable[None]]
+
+
+def _refusing_malformed(handler: Handler) -> Handler:
+    async def guarded(ctx: BatchContext, event: Event) -> None:
+        try:
+            await handler(ctx, event)
+        except MalformedEvent as exc:
+            raise Rejected("schema_error", str(exc)) from exc
+
+    guarded.__name__ = handler.__name__
+    return guarded
+
+
+HANDLERS: dict[str, Handler] = {
+    name: _refusing_malformed(fn) for name, fn in {
+        "repayment.applied": apply_repayment,
+        "repayment.unapplied": claw_back_repayment,
+        "case.assigned": assign_case,
+        "case.unassigned": unassign_case,
+        "stage.changed": change_stage,
+        "promise.made": record_promise,
+        "promise.kept": record_promise,
+        "promise.broken": record_promise,
+        "complaint.recorded": record_complaint,
+    }.items()
+}
+
+
+# --- batch hooks ------------------------------------------------------------------------------
+
+
+async def load_batch(ctx: BatchContext, events: list[Event]) -> None:
+    conn = ctx.conn
+    # Taken first: a scheme change recomputing scorecards must not interleave with this batch.
+    await store.lock_scorecards(conn)
+    schemes = await store.load_schemes(conn)
+    closed = await store.load_closed_periods(conn)
+    loans = await store.load_loans(conn, (e.data.loan_id for e in events
+                                          if e.type in _NEEDS_LOAN))
+    ctx.state[_STATE] = BatchState(store.book_of(schemes), closed, loans)
+
+
+async def write_batch(ctx: BatchContext) -> None:
+    state, conn = _state(ctx), ctx.conn
+    await store.save_loans(conn, state.loans)
+    await store.save_teams(conn, state.teams)
+    entries = list(state.entries.values())
+    new_ids = await store.insert_entries(conn, entries)
+    fresh = [e for e in entries if e.entry_id in new_ids]
+    if fresh:
+        scoring.publish(ctx, await scoring.fold_in(conn, state.book, fresh))
+
+
+def consumer_spec(name: str = "incentives") -> ConsumerSpec:
+    return ConsumerSpec(
+        name=name,
+        topics=[COLLECTION_ASSIGNMENTS, REPAYMENTS_APPLIED, PROMISE_OUTCOMES,
+                COLLECTION_STAGES, LOAN_EVENTS],
+        handlers=HANDLERS, before_batch=load_batch, after_batch=write_batch)
+
+
+__all__ = ["HANDLERS", "arrival_period", "consumer_spec"]

@@ -1,0 +1,284 @@
+"""SQL of the incentives service: multi-row reads and writes on the service schema.
+
+Every statement takes whole arrays (unnest) so a consumed batch costs a handful of round trips
+whatever its size. Scorecard writers (the consumer's batches, a scheme change's recomputation)
+serialise on one transaction-scoped advisory lock: each reads and rewrites stored tallies.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterable, Sequence
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+import orjson
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.incentives.domain import (
+    Assignment,
+    CreditEntry,
+    EntryKind,
+    Scheme,
+    SchemeBook,
+    scheme_from_doc,
+)
+
+SCORECARD_LOCK = zlib.crc32(b"incentives:scorecards") & 0x7FFFFFFF
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+async def lock_scorecards(conn: AsyncConnection) -> None:
+    await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": SCORECARD_LOCK})
+
+
+# --- reference data ---------------------------------------------------------------------------
+
+
+async def load_schemes(conn: AsyncConnection) -> list[Scheme]:
+    rows = await conn.execute(text("SELECT doc FROM scheme_versions ORDER BY version"))
+    return [scheme_from_doc(r.doc) for r in rows]
+
+
+async def load_closed_periods(conn: AsyncConnection) -> set[str]:
+    rows = await conn.execute(text("SELECT period FROM closed_periods"))
+    return {r.period for r in rows}
+
+
+async def close_period(conn: AsyncConnection, period: str) -> Any:
+    await conn.execute(text("INSERT INTO closed_periods (period) VALUES (:p) "
+                            "ON CONFLICT (period) DO NOTHING"), {"p": period})
+    row = await conn.execute(text("SELECT closed_at FROM closed_periods WHERE period = :p"),
+                             {"p": period})
+    return row.scalar_one()
+
+
+async def add_scheme(conn: AsyncConnection, doc: dict[str, Any]) -> None:
+    await conn.execute(
+        text("INSERT INTO scheme_versions (version, effective_from, doc) "
+             "VALUES (:v, :f, CAST(:d AS jsonb))"),
+        {"v": doc["version"], "f": date.fromisoformat(doc["effective_from"]), "d": _json(doc)})
+
+
+# --- per-loan state ---------------------------------------------------------------------------
+
+_LOANS = text("""
+SELECT k.loan_id, a.collector_id, a.team, a.stage, a.assigned_on, a.ended_on,
+       s.arrears, s.currency,
+       c.entry_id AS c_entry_id, c.kind AS c_kind, c.collector_id AS c_collector_id,
+       c.period AS c_period, c.on_date AS c_on_date, c.amount AS c_amount,
+       c.currency AS c_currency, c.stage AS c_stage, c.team AS c_team,
+       c.days_to_cure AS c_days_to_cure, c.event_source AS c_event_source,
+       c.event_id AS c_event_id
+FROM unnest(CAST(:ids AS text[])) AS k(loan_id)
+LEFT JOIN assignments a ON a.loan_id = k.loan_id
+LEFT JOIN loan_state s ON s.loan_id = k.loan_id
+LEFT JOIN credit_ledger c ON c.entry_id = s.last_cure_entry_id
+""")
+
+
+class LoanFacts:
+    """What the batch knows about its loans; handlers update it, `save_loans` writes it back."""
+
+    def __init__(self) -> None:
+        self.assignments: dict[str, Assignment | None] = {}
+        self.arrears: dict[str, tuple[Decimal | None, str | None]] = {}
+        self.last_cure: dict[str, CreditEntry | None] = {}
+        self.dirty_assignments: set[str] = set()
+        self.dirty_state: set[str] = set()
+
+
+def _entry_from_row(row: Any, prefix: str = "") -> CreditEntry:
+    def get(name: str) -> Any:
+        return getattr(row, prefix + name)
+
+    return CreditEntry(
+        entry_id=get("entry_id").hex, kind=EntryKind(get("kind")),
+        collector_id=get("collector_id"), period=get("period"), loan_id=row.loan_id,
+        on=get("on_date"), amount=get("amount"), currency=get("currency"), stage=get("stage"),
+        team=get("team"), severity=getattr(row, prefix + "severity", None),
+        days_to_cure=get("days_to_cure"), event_source=get("event_source"),
+        event_id=get("event_id"))
+
+
+async def load_loans(conn: AsyncConnection, loan_ids: Iterable[str]) -> LoanFacts:
+    facts = LoanFacts()
+    ids = sorted(set(loan_ids))
+    if not ids:
+        return facts
+    for row in await conn.execute(_LOANS, {"ids": ids}):
+        facts.assignments[row.loan_id] = (
+            Assignment(row.loan_id, row.collector_id, row.team, row.stage, row.assigned_on,
+                       row.ended_on) if row.collector_id is not None else None)
+        facts.arrears[row.loan_id] = (row.arrears, row.currency)
+        facts.last_cure[row.loan_id] = (
+            _entry_from_row(row, "c_") if row.c_entry_id is not None else None)
+    return facts
+
+
+_SAVE_ASSIGNMENTS = text("""
+INSERT INTO assignments (loan_id, collector_id, team, stage, assigned_on, ended_on)
+SELECT * FROM unnest(CAST(:loan AS text[]), CAST(:collector AS text[]), CAST(:team AS text[]),
+                     CAST(:stage AS text[]), CAST(:since AS date[]), CAST(:until AS date[]))
+ON CONFLICT (loan_id) DO UPDATE SET collector_id = EXCLUDED.collector_id,
+    team = EXCLUDED.team, stage = EXCLUDED.stage, assigned_on = EXCLUDED.assigned_on,
+    ended_on = EXCLUDED.ended_on
+""")
+
+_SAVE_STATE = text("""
+INSERT INTO loan_state (loan_id, arrears, currency, last_cure_entry_id)
+SELECT * FROM unnest(CAST(:loan AS text[]), CAST(:arrears AS numeric[]),
+                     CAST(:currency AS text[]), CAST(:cure AS uuid[]))
+ON CONFLICT (loan_id) DO UPDATE SET arrears = EXCLUDED.arrears,
+    currency = EXCLUDED.currency, last_cure_entry_id = EXCLUDED.last_cure_entry_id
+""")
+
+
+async def save_loans(conn: AsyncConnection, facts: LoanFacts) -> None:
+    held = [a for k in sorted(facts.dirty_assignments)
+            if (a := facts.assignments.get(k)) is not None]
+    if held:
+        await conn.execute(_SAVE_ASSIGNMENTS, {
+            "loan": [a.loan_id for a in held], "collector": [a.collector_id for a in held],
+            "team": [a.team for a in held], "stage": [a.stage for a in held],
+            "since": [a.assigned_on for a in held], "until": [a.ended_on for a in held]})
+    loans = sorted(facts.dirty_state)
+    if loans:
+        cures = [facts.last_cure.get(k) for k in loans]
+        await conn.execute(_SAVE_STATE, {
+            "loan": loans, "arrears": [facts.arrears.get(k, (None, None))[0] for k in loans],
+            "currency": [facts.arrears.get(k, (None, None))[1] for k in loans],
+            "cure": [c.entry_id if c is not None else None for c in cures]})
+
+
+async def save_teams(conn: AsyncConnection, teams: dict[str, str]) -> None:
+    if teams:
+        ids = sorted(teams)
+        await conn.execute(text("""
+            INSERT INTO collectors (collector_id, team)
+            SELECT * FROM unnest(CAST(:ids AS text[]), CAST(:teams AS text[]))
+            ON CONFLICT (collector_id) DO UPDATE SET team = EXCLUDED.team, updated_at = now()
+        """), {"ids": ids, "teams": [teams[i] for i in ids]})
+
+
+# --- the ledger -------------------------------------------------------------------------------
+
+# Every column travels as text and is cast by the server: asyncpg's text encoding is far cheaper
+# than building uuid, numeric and date values client-side, and this is the hot statement.
+_INSERT_ENTRIES = text("""
+INSERT INTO credit_ledger (entry_id, kind, collector_id, period, loan_id, on_date, amount,
+                           currency, stage, team, severity, days_to_cure, event_source, event_id)
+SELECT CAST(i AS uuid), k, c, p, l, CAST(o AS date), CAST(a AS numeric), cur, st, t, sv,
+       CAST(d AS int), src, ev
+FROM unnest(CAST(:id AS text[]), CAST(:kind AS text[]), CAST(:collector AS text[]),
+            CAST(:period AS text[]), CAST(:loan AS text[]), CAST(:on AS text[]),
+            CAST(:amount AS text[]), CAST(:currency AS text[]), CAST(:stage AS text[]),
+            CAST(:team AS text[]), CAST(:severity AS text[]), CAST(:days AS text[]),
+            CAST(:source AS text[]), CAST(:event AS text[]))
+     AS u(i, k, c, p, l, o, a, cur, st, t, sv, d, src, ev)
+ON CONFLICT (entry_id) DO NOTHING
+RETURNING entry_id
+""")
+
+
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+async def insert_entries(conn: AsyncConnection, entries: Sequence[CreditEntry]) -> set[str]:
+    """Append `entries`; returns the ids that were new (a known id is a no-op)."""
+    if not entries:
+        return set()
+    rows = await conn.execute(_INSERT_ENTRIES, {
+        "id": [e.entry_id for e in entries], "kind": [str(e.kind) for e in entries],
+        "collector": [e.collector_id for e in entries], "period": [e.period for e in entries],
+        "loan": [e.loan_id for e in entries], "on": [e.on.isoformat() for e in entries],
+        "amount": [format(e.amount, "f") for e in entries],
+        "currency": [e.currency for e in entries],
+        "stage": [_text(e.stage) for e in entries], "team": [e.team for e in entries],
+        "severity": [_text(e.severity) for e in entries],
+        "days": [_text(e.days_to_cure) for e in entries],
+        "source": [e.event_source for e in entries], "event": [e.event_id for e in entries]})
+    return {r.entry_id.hex for r in rows}
+
+
+async def ledger_entries(conn: AsyncConnection, periods: Iterable[str]) -> list[CreditEntry]:
+    rows = await conn.execute(text("""
+        SELECT entry_id, kind, collector_id, period, loan_id, on_date, amount, currency, stage,
+               team, severity, days_to_cure, event_source, event_id
+        FROM credit_ledger WHERE period = ANY(CAST(:p AS text[]))
+    """), {"p": sorted(set(periods))})
+    return [_entry_from_row(r) for r in rows]
+
+
+# --- scorecards -------------------------------------------------------------------------------
+
+_STORED = text("""
+SELECT k.collector_id, k.period, s.currency, s.doc, s.tally, c.team AS roster_team
+FROM unnest(CAST(:collector AS text[]), CAST(:period AS text[])) AS k(collector_id, period)
+LEFT JOIN scorecards s ON s.collector_id = k.collector_id AND s.period = k.period
+LEFT JOIN collectors c ON c.collector_id = k.collector_id
+""")
+
+
+async def stored_scorecards(conn: AsyncConnection,
+                            keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Any]:
+    """Stored row (currency, doc, tally, roster_team) per (collector, period); None columns
+    for a scorecard not stored yet."""
+    wanted = sorted(set(keys))
+    if not wanted:
+        return {}
+    rows = await conn.execute(_STORED, {"collector": [k[0] for k in wanted],
+                                        "period": [k[1] for k in wanted]})
+    return {(r.collector_id, r.period): r for r in rows}
+
+
+_UPSERT_SCORECARDS = text("""
+INSERT INTO scorecards (collector_id, period, team, currency, doc, tally, updated_at)
+SELECT c, p, t, cur, CAST(d AS jsonb), CAST(y AS jsonb), now()
+FROM unnest(CAST(:collector AS text[]), CAST(:period AS text[]), CAST(:team AS text[]),
+            CAST(:currency AS text[]), CAST(:doc AS text[]), CAST(:tally AS text[]))
+     AS u(c, p, t, cur, d, y)
+ON CONFLICT (collector_id, period) DO UPDATE SET team = EXCLUDED.team,
+    currency = EXCLUDED.currency, doc = EXCLUDED.doc, tally = EXCLUDED.tally,
+    updated_at = now()
+""")
+
+
+async def upsert_scorecards(conn: AsyncConnection,
+                            rows: Sequence[tuple[str, str, str | None, str, dict, dict]]) -> None:
+    """rows: (collector_id, period, team, currency, doc, tally)."""
+    if rows:
+        await conn.execute(_UPSERT_SCORECARDS, {
+            "collector": [r[0] for r in rows], "period": [r[1] for r in rows],
+            "team": [r[2] for r in rows], "currency": [r[3] for r in rows],
+            "doc": [_json(r[4]) for r in rows], "tally": [_json(r[5]) for r in rows]})
+
+
+async def scorecard_doc(conn: AsyncConnection, collector_id: str, period: str) -> Any:
+    row = await conn.execute(text("SELECT doc FROM scorecards WHERE collector_id = :c "
+                                  "AND period = :p"), {"c": collector_id, "p": period})
+    return row.scalar_one_or_none()
+
+
+async def period_docs(conn: AsyncConnection, period: str, team: str | None) -> list[dict]:
+    rows = await conn.execute(text("SELECT doc FROM scorecards WHERE period = :p "
+                                   "AND (CAST(:t AS text) IS NULL OR team = :t)"),
+                              {"p": period, "t": team})
+    return [r.doc for r in rows]
+
+
+async def periods_from(conn: AsyncConnection, first: str) -> list[str]:
+    """Periods with a ledger entry, from `first` on."""
+    rows = await conn.execute(text("SELECT DISTINCT period FROM credit_ledger "
+                                   "WHERE period >= :p"), {"p": first})
+    return sorted(r.period for r in rows)
+
+
+def book_of(schemes: Iterable[Scheme]) -> SchemeBook:
+    return SchemeBook(schemes)

@@ -1,0 +1,189 @@
+"""Incentives through the real broker and database: the running app's consumer, relay and API."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from sqlalchemy import text
+
+from services.incentives.service import DEFINITION
+from shared.events import new_event
+from shared.migrations import migrate
+from shared.service import create_app
+from shared.settings import ServiceSettings
+from tests.conftest import DB_URL, KAFKA
+from tests.integration.conftest import eventually, read_topic
+
+pytestmark = pytest.mark.integration
+
+READ = {"Authorization": "Bearer qs-dev-read"}
+ADMIN = {"Authorization": "Bearer qs-dev-admin"}
+MIGRATIONS = Path("services/incentives/migrations")
+MARCH = datetime(2026, 3, 20, 10, 0, tzinfo=UTC)
+
+
+def _event(type_: str, data: dict[str, Any], *, at: datetime = MARCH,
+           event_id: str | None = None) -> tuple[bytes, bytes]:
+    event = new_event(type_, source="urn:test:staging", data=data, time=at,
+                      id=event_id or str(uuid.uuid4()))
+    return event.key, event.to_json()
+
+
+def assigned(loan: str, collector: str, team: str) -> tuple[bytes, bytes]:
+    return _event("case.assigned", {
+        "loan_id": loan, "collector_id": collector, "team": team, "stage": "early",
+        "business_date": "2026-03-02", "previous_collector_id": None})
+
+
+def stage_changed(loan: str, arrears: str) -> tuple[bytes, bytes]:
+    return _event("stage.changed", {
+        "loan_id": loan, "borrower_id": f"B-{loan}", "product": "consumer_loan",
+        "from_stage": "current", "to_stage": "early", "dpd": 3, "arrears": arrears,
+        "currency": "CNY", "business_date": "2026-03-02", "reason": "aging"})
+
+
+def repayment(type_: str, loan: str, collector: str, amount: str, *,
+              at: datetime = MARCH, event_id: str | None = None) -> tuple[bytes, bytes]:
+    return _event(type_, {
+        "loan_id": loan, "payment_id": f"P-{loan}", "amount": amount, "to_arrears": amount,
+        "excess": "0", "currency": "CNY", "value_date": "2026-03-10", "stage": "early",
+        "dpd_before": 8, "dpd_after": 0, "collector_id": collector}, at=at, event_id=event_id)
+
+
+def complaint(loan: str, collector: str, severity: str) -> tuple[bytes, bytes]:
+    return _event("complaint.recorded", {
+        "loan_id": loan, "complaint_id": f"C-{uuid.uuid4().hex[:6]}", "collector_id": collector,
+        "severity": severity, "note": "rude call"})
+
+
+@asynccontextmanager
+async def running_service(uid: str, topics, schema: str) -> AsyncIterator[httpx.AsyncClient]:
+    await migrate(DB_URL, schema, MIGRATIONS)
+    settings = ServiceSettings(
+        service="incentives", kafka_bootstrap=KAFKA, database_url=DB_URL,
+        topic_prefix=topics.prefix, db_schema=schema, consumer_group=f"g-{uid}",
+        topic_partitions=3, consumer_poll_timeout_ms=100, relay_poll_interval_s=0.1)
+    app = create_app(DEFINITION, settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://incentives") as client:
+            yield client
+
+
+async def publish(producer, topic: str, *messages: tuple[bytes, bytes]) -> None:
+    for key, value in messages:
+        await producer.send_and_wait(topic, value, key=key)
+
+
+async def scorecard(client: httpx.AsyncClient, collector: str, period: str = "2026-03") -> dict:
+    response = await client.get(f"/v1/scorecards/{collector}", params={"period": period},
+                                headers=READ)
+    return response.json() if response.status_code == 200 else {}
+
+
+async def test_repayment_credits_owner_and_complaint_lowers_payout(uid, topics, schema,
+                                                                   producer, engine):
+    async with running_service(uid, topics, schema) as client:
+        await publish(producer, topics.collection_stages, stage_changed("L1", "1000.00"))
+        await publish(producer, topics.collection_assignments,
+                      assigned("L1", "c1", "T1"), assigned("L2", "c2", "T1"),
+                      assigned("L3", "c3", "T2"))
+        key, paid = repayment("repayment.applied", "L1", "c1", "400.00")
+        await publish(producer, topics.repayments_applied, (key, paid),
+                      repayment("repayment.applied", "L2", "c2", "100.00"))
+
+        async def credited() -> bool:
+            card = await scorecard(client, "c1")
+            return card.get("recovered") == "400.00" and card.get("cases_assigned") == 1
+
+        await eventually(credited)
+        card = await scorecard(client, "c1")
+        assert card["commission"] == "2.00" and card["payout"] == "2.00"
+        assert card["team"] == "T1" and card["multiplier"] == "1.0000"
+
+        board = (await client.get("/v1/leaderboard", params={"period": "2026-03", "team": "T1"},
+                                  headers=READ)).json()
+        assert [row["collector_id"] for row in board["items"]] == ["c1", "c2"]
+        assert [row["rank"] for row in board["items"]] == [1, 2]
+
+        # the same repayment again: a no-op everywhere
+        await publish(producer, topics.repayments_applied, (key, paid))
+        await publish(producer, topics.loan_events, complaint("L1", "c1", "major"))
+
+        async def penalised() -> bool:
+            return (await scorecard(client, "c1")).get("complaints_major") == 1
+
+        await eventually(penalised)
+        card = await scorecard(client, "c1")
+        assert card["recovered"] == "400.00"
+        assert card["multiplier"] == "0.7500" and card["payout"] == "1.50"
+        async with engine.connect() as conn:
+            credits = (await conn.execute(text(
+                "SELECT count(*), sum(amount) FROM credit_ledger WHERE kind = 'credit'"))).one()
+        assert credits[0] == 2 and credits[1] == Decimal("500.00")
+
+        missing = await client.get("/v1/scorecards/nobody", params={"period": "2026-03"},
+                                   headers=READ)
+        assert missing.status_code == 404
+        assert missing.headers["content-type"].startswith("application/problem+json")
+        assert (await client.get("/v1/leaderboard")).status_code == 401
+
+    records = await read_topic(topics.collector_scores, expect=4)
+    updates = [orjson.loads(r.value) for r in records]
+    assert {u["type"] for u in updates} == {"scorecard.updated"}
+    latest = [u["data"] for u in updates if u["subject"] == "c1"][-1]
+    assert latest["payout"] == "1.50" and latest["complaints_major"] == 1
+    assert latest["period"] == "2026-03" and latest["team"] == "T1"
+
+
+async def test_scheme_change_recomputes_and_closed_period_clawback(uid, topics, schema,
+                                                                    producer):
+    async with running_service(uid, topics, schema) as client:
+        await publish(producer, topics.collection_assignments, assigned("L1", "c1", "T1"))
+        await publish(producer, topics.repayments_applied,
+                      repayment("repayment.applied", "L1", "c1", "400.00"))
+
+        async def credited() -> bool:
+            return (await scorecard(client, "c1")).get("payout") == "2.00"
+
+        await eventually(credited)
+
+        scheme = (await client.get("/v1/scheme", headers=READ)).json()
+        assert scheme["current"]["commission"]["early"] == "0.005"
+        doc = {k: v for k, v in scheme["current"].items() if k != "version"}
+        doc["effective_from"] = "2026-03-01"
+        bad = dict(doc, commission=dict(doc["commission"], early="1.5"))
+        refused = await client.put("/v1/scheme", json=bad, headers=ADMIN)
+        assert refused.status_code == 422
+        assert "commission.early" in [e["field"] for e in refused.json()["errors"]]
+        assert (await client.put("/v1/scheme", json=doc, headers=READ)).status_code == 403
+
+        doc["commission"] = dict(doc["commission"], early="0.01")
+        accepted = await client.put("/v1/scheme", json=doc, headers=ADMIN)
+        assert accepted.status_code == 200, accepted.text
+        assert [v["version"] for v in accepted.json()["versions"]] == [1, 2]
+        assert "2026-03" in accepted.json()["recomputed_periods"]
+        card = await scorecard(client, "c1")
+        assert card["payout"] == "4.00" and card["scheme_version"] == 2
+
+        closed = await client.post("/v1/periods/2026-03/close", headers=ADMIN)
+        assert closed.status_code == 200
+        april = datetime(2026, 4, 3, 9, 0, tzinfo=UTC)
+        await publish(producer, topics.repayments_applied,
+                      repayment("repayment.unapplied", "L1", "c1", "400.00", at=april))
+
+        async def clawed_back() -> bool:
+            return (await scorecard(client, "c1", "2026-04")).get("recovered") == "-400.00"
+
+        await eventually(clawed_back)
+        assert (await scorecard(client, "c1", "2026-04"))["payout"] == "0.00"
+        assert (await scorecard(client, "c1"))["recovered"] == "400.00"
