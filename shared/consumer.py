@@ -301,8 +301,11 @@ class ConsumerRunner:
         self.dead_lettered += len(dead)
         if duplicates:
             EVENTS_DUPLICATE.labels(spec.name).inc(duplicates)
+        per_topic: dict[str, int] = {}
         for item in todo:
-            EVENTS_CONSUMED.labels(spec.name, item.record.topic).inc()
+            per_topic[item.record.topic] = per_topic.get(item.record.topic, 0) + 1
+        for topic, count in per_topic.items():
+            EVENTS_CONSUMED.labels(spec.name, topic).inc(count)
         for item in dead:
             EVENTS_DEAD_LETTERED.labels(spec.name, item.record.topic, item.reason).inc()
             log.warning("dead-lettered", extra={

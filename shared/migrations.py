@@ -15,7 +15,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import text
 
-from shared.db import check_identifier, ensure_schema, make_engine
+from shared.db import check_identifier, make_engine
 
 RUNTIME_TABLES = """
 CREATE TABLE inbox (
@@ -74,10 +74,12 @@ async def migrate(url: str, schema: str, script_location: Path, revision: str = 
     check_identifier(schema)
     engine = make_engine(url, schema, pool_size=1)
     try:
-        await ensure_schema(engine, schema)
         async with engine.begin() as conn:
+            # the lock comes first: two instances starting together must not race even on
+            # CREATE SCHEMA IF NOT EXISTS (it is not safe against a concurrent create)
             await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"),
                                {"k": zlib.crc32(f"migrate:{schema}".encode())})
+            await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
 
             def upgrade(sync_conn) -> None:  # type: ignore[no-untyped-def]
                 cfg = alembic_config(script_location, schema)

@@ -130,6 +130,7 @@ class Runtime:
             await self.producer.stop()
         if self.engine is not None:
             await self.engine.dispose()
+        log.info("service stopped", extra={"service": self.definition.name})
 
     async def ready(self) -> dict[str, bool]:
         checks: dict[str, bool] = {}
@@ -185,7 +186,6 @@ def create_app(definition: ServiceDefinition, settings: ServiceSettings | None =
             yield
         finally:
             await runtime.stop()
-            log.info("service stopped", extra={"service": definition.name})
 
     app = FastAPI(title=definition.title, description=definition.description,
                   version="0.1.0", lifespan=lifespan)

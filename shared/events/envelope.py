@@ -120,6 +120,18 @@ class Event(Generic[D]):
 
     def to_dict(self) -> dict[str, Any]:
         """The structured-mode CloudEvent as JSON-ready values (money and dates as strings)."""
+        out = self.to_dict_without_data()
+        out["data"] = self.data.model_dump(mode="json")
+        return out
+
+    def to_json(self) -> bytes:
+        """The structured-mode CloudEvent as UTF-8 JSON bytes, ready to be a Kafka value."""
+        out = self.to_dict_without_data()
+        # data serialised by pydantic-core in one pass, embedded as a ready JSON fragment
+        out["data"] = orjson.Fragment(self.data.__pydantic_serializer__.to_json(self.data))
+        return orjson.dumps(out)
+
+    def to_dict_without_data(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "specversion": SPECVERSION,
             "id": self.id,
@@ -135,9 +147,4 @@ class Event(Generic[D]):
         out.update(self.extensions)
         if self.version != 1:
             out[DATAVERSION] = self.version
-        out["data"] = self.data.model_dump(mode="json")
         return out
-
-    def to_json(self) -> bytes:
-        """The structured-mode CloudEvent as UTF-8 JSON bytes, ready to be a Kafka value."""
-        return orjson.dumps(self.to_dict())
