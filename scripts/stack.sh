@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Start, stop and inspect the four Qingshou services (and later the provider sandbox) in the
+# Start, stop and inspect the provider sandbox and the four Qingshou services in the
 # background, each with its own pid file and JSON log under $QS_HOME/run and $QS_HOME/logs.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -9,7 +9,7 @@ RUN="$QS_HOME/run"; LOGS="$QS_HOME/logs"
 mkdir -p "$RUN" "$LOGS"
 
 # name:port — ports can be moved with QS_<NAME>_PORT
-SERVICES="ingest:${QS_INGEST_PORT:-8001} staging:${QS_STAGING_PORT:-8002} notifier:${QS_NOTIFIER_PORT:-8003} incentives:${QS_INCENTIVES_PORT:-8004}"
+SERVICES="sandbox:${QS_SANDBOX_PORT:-8005} ingest:${QS_INGEST_PORT:-8001} staging:${QS_STAGING_PORT:-8002} notifier:${QS_NOTIFIER_PORT:-8003} incentives:${QS_INCENTIVES_PORT:-8004}"
 [ -n "${QS_STACK_EXTRA:-}" ] && SERVICES="$SERVICES $QS_STACK_EXTRA"
 
 alive() { [ -f "$RUN/$1.pid" ] && kill -0 "$(cat "$RUN/$1.pid")" 2>/dev/null; }
