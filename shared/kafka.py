@@ -88,8 +88,9 @@ class Producer:
     async def rebuild(self) -> None:
         """Replace the client (new producer id); concurrent callers rebuild once."""
         old = self._live
+        generation = self.rebuilds
         async with self._lock:
-            if self._producer is not old:
+            if self.rebuilds != generation:  # another caller rebuilt it meanwhile
                 return
             log.warning("rebuilding the Kafka producer after a lost producer state",
                         extra={"client_id": self.client_id})

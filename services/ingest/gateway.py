@@ -171,7 +171,7 @@ class Publisher:
     async def _send_all(self, sends: list[tuple[Item, tuple[str, str], Any]]) -> None:
         if not sends:
             return
-        futures: list[tuple[Item, asyncio.Future[Any] | None]] = []
+        futures: list[tuple[Item, asyncio.Future[Any]]] = []
         if not self._connected():
             for item, _, _ in sends:
                 self._fail(item, KafkaDown("Kafka is unreachable"))
