@@ -17,6 +17,7 @@ import orjson
 from pydantic import BaseModel, ValidationError
 
 from shared.events.envelope import DATAVERSION, Envelope, Event, ExtensionValue
+from shared.events.fields import parse_timestamp
 from shared.events.registry import DEFAULT, EventSpec, Registry, UnknownEventType
 
 __all__ = ["EventError", "FieldError", "Reason", "new_event", "parse_event"]
@@ -115,6 +116,9 @@ def parse_event(raw: bytes | str | dict[str, Any], *, registry: Registry = DEFAU
             raise EventError("invalid_json", _one("", str(exc))) from None
     if not isinstance(obj, dict):
         raise EventError("not_cloudevent", _one("", "a CloudEvent must be a JSON object"))
+    fast = _fast_parse(obj, registry)
+    if fast is not None:
+        return fast
     try:
         env = Envelope.model_validate(obj)
     except ValidationError as exc:
@@ -165,6 +169,43 @@ def parse_event(raw: bytes | str | dict[str, Any], *, registry: Registry = DEFAU
         dataschema=env.dataschema,
         extensions=extensions,
     )
+
+
+_CORE: Final = ("specversion", "id", "source", "type", "time", "subject", "data")
+
+
+def _fast_parse(obj: dict[str, Any], registry: Registry) -> Event[Any] | None:
+    """The common shape (the seven core attributes, maybe ``datacontenttype``), checked by hand.
+
+    Returns None for anything else — extensions, ``dataschema``, a missing or odd attribute, an
+    unknown type — and the full pydantic envelope validation then runs and names the field.
+    Data is always validated by its model.
+    """
+    size = len(obj)
+    if size != 7 and not (size == 8 and obj.get("datacontenttype") == "application/json"):
+        return None
+    try:
+        spec_v, event_id, source, type_, when_s, subject, data = (obj[k] for k in _CORE)
+    except KeyError:
+        return None
+    if (spec_v != "1.0" or type(event_id) is not str or type(source) is not str
+            or type(type_) is not str or type(subject) is not str or type(when_s) is not str
+            or type(data) is not dict):
+        return None
+    if not (0 < len(event_id) <= 256 and 0 < len(type_) <= 256 and 0 < len(subject) <= 256
+            and _NO_SPACE.fullmatch(source) is not None):
+        return None
+    try:
+        when = parse_timestamp(when_s)
+        spec = registry.get(type_)
+    except Exception:
+        return None
+    if spec.version != 1:  # unversioned data is version 1 and needs its upcasters
+        return None
+    model = _validate_data(spec, data, event_id)
+    _check_subject(spec, subject, model, event_id)
+    return Event(type=type_, source=source, id=event_id, time=when, subject=subject,
+                 data=model, version=spec.version)
 
 
 def _fast_attributes_ok(event_id: str, source: str, subject: str, when: datetime) -> bool:

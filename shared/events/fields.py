@@ -58,12 +58,22 @@ def parse_business_date(value: object) -> date:
     """A business date: a `date` or the string "YYYY-MM-DD", nothing else."""
     if isinstance(value, date) and not isinstance(value, datetime):
         return value
-    if isinstance(value, str) and _DATE_RE.fullmatch(value):
+    if isinstance(value, str):
+        parsed = _date_from_text(value)
+        if parsed is not None:
+            return parsed
+    raise PydanticCustomError("business_date", "date must be a real date written YYYY-MM-DD")
+
+
+@lru_cache(maxsize=8192)
+def _date_from_text(value: str) -> date | None:
+    # a stream repeats few distinct business dates: parse each once (dates are immutable)
+    if _DATE_RE.fullmatch(value):
         try:
             return date.fromisoformat(value)
         except ValueError:
-            pass
-    raise PydanticCustomError("business_date", "date must be a real date written YYYY-MM-DD")
+            return None
+    return None
 
 
 def parse_timestamp(value: object) -> datetime:
