@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections.abc import Iterable
+from functools import lru_cache
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -14,6 +16,7 @@ from aiokafka.errors import (
     TopicAlreadyExistsError,
     UnknownProducerId,
 )
+from aiokafka.partitioner import murmur2
 
 from shared.events import Event
 
@@ -113,8 +116,23 @@ def make_producer(bootstrap: str, client_id: str = "qingshou") -> Producer:
     return Producer(bootstrap, client_id)
 
 
+@lru_cache(maxsize=65536)
+def _murmur_index(key: bytes, partitions: int) -> int:
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+def key_partitioner(key: bytes | None, all_partitions: list[int],
+                    available: list[int]) -> int:
+    """Kafka's default partitioning (murmur2 of the key, as the Java client and kcat do), with
+    the pure-Python hash cached per key: a loan's events keep hashing the same key."""
+    if key is None:
+        return random.choice(available or all_partitions)
+    return all_partitions[_murmur_index(key, len(all_partitions))]
+
+
 def _new_producer(bootstrap: str, client_id: str) -> AIOKafkaProducer:
     return AIOKafkaProducer(
+        partitioner=key_partitioner,
         bootstrap_servers=bootstrap,
         client_id=client_id,
         acks="all",

@@ -64,3 +64,16 @@ def test_transient_errors_are_told_apart():
 def test_outbox_shard_is_stable_per_key():
     assert shard_of(b"loan-1", 16) == shard_of(b"loan-1", 16)
     assert {shard_of(f"k{i}".encode(), 16) for i in range(200)} == set(range(16))
+
+
+def test_cached_partitioner_matches_kafkas_default():
+    from aiokafka.partitioner import DefaultPartitioner
+
+    from shared.kafka import key_partitioner
+
+    for n in (1, 3, 6, 12):
+        parts = list(range(n))
+        for i in range(300):
+            key = f"loan-{i}".encode()
+            assert key_partitioner(key, parts, parts) == DefaultPartitioner()(key, parts, parts)
+    assert key_partitioner(None, [0, 1], [1]) == 1
