@@ -141,7 +141,19 @@ def test_docker_compose_rejects_a_broken_depends_on_condition(tmp_path: Path):
 def test_the_expected_services_and_nothing_built_elsewhere(services):
     assert set(INFRA) | set(APP_SERVICES) <= set(services)
     built = {name for name, svc in services.items() if "build" in svc}
-    assert built == set(APP_SERVICES)
+    assert built == {*APP_SERVICES, "provider-sandbox"}
+
+
+def test_notifier_talks_to_the_provider_sandbox(services):
+    notifier = services["notifier"]
+    assert notifier["depends_on"]["provider-sandbox"]["condition"] == "service_healthy"
+    for channel in ("sms", "email", "voice", "letter"):
+        url = notifier["environment"][f"QS_PROVIDER_{channel.upper()}_URL"]
+        assert url == f"http://provider-sandbox:8005/v1/{channel}"
+    sandbox = services["provider-sandbox"]
+    assert sandbox["command"] == "python -m services.sandbox"
+    assert sandbox["ports"] == ["127.0.0.1:8005:8005"]
+    assert (ROOT / "services" / "sandbox" / "__main__.py").exists()
 
 
 @pytest.mark.parametrize("name", APP_SERVICES)
