@@ -105,8 +105,18 @@ class _Unattributable(Exception):
 
 def synthetic_key(record: ConsumerRecord) -> inbox.InboxKey:
     """An inbox key for a message whose own ``(source, id)`` cannot be read."""
-    return inbox.InboxKey(f"kafka:{record.topic}", f"{record.partition}:{record.offset}",
+    # the space makes it impossible for a real CloudEvent's source to collide with it
+    return inbox.InboxKey(f"kafka: {record.topic}", f"{record.partition}:{record.offset}",
                           record.topic, record.partition, record.offset)
+
+
+def _printable(text: str) -> str:
+    """Header text as PostgreSQL jsonb accepts it (no NUL)."""
+    return text.replace("\x00", "\\u0000")
+
+
+class _Stopped(Exception):
+    """Stop was requested while a batch waited to be retried: leave it uncommitted."""
 
 
 class _Revocation(ConsumerRebalanceListener):
@@ -201,6 +211,8 @@ class ConsumerRunner:
             try:
                 await self._apply_batch(records)
                 return True
+            except _Stopped:
+                return False
             except Exception:
                 # not a message's fault (a broken hook, a schema missing): keep the position,
                 # keep trying, never end the loop over it
@@ -241,7 +253,7 @@ class ConsumerRunner:
                 return
             except _Redo:
                 continue
-            except _Unattributable:
+            except (_Unattributable, _Stopped):
                 raise
             except Exception as exc:
                 if not is_transient(exc):
@@ -251,7 +263,9 @@ class ConsumerRunner:
                 log.warning("transient failure; retrying the batch",
                             extra={"consumer": self.spec.name, "error": repr(exc),
                                    "retry_in_s": delay})
-                await asyncio.sleep(delay)
+                await self._pause(delay)
+                if self._stopping.is_set():
+                    raise _Stopped() from exc
 
     async def _apply_once(self, items: list[_Item]) -> None:
         spec, cfg = self.spec, self.config
@@ -261,11 +275,14 @@ class ConsumerRunner:
             seen: set[tuple[str, str]] = set()
             duplicates = 0
             for item in items:
+                pair = (item.key.source, item.key.id)
                 if item.reason is not None or item.event is None:
+                    # a later copy of a dead-lettered event is a duplicate: the event stays
+                    # dead until it is replayed, whichever copy came first
+                    seen.add(pair)
                     continue
                 if item.event.type not in spec.handlers:
                     continue
-                pair = (item.key.source, item.key.id)
                 if pair in seen:
                     duplicates += 1
                     continue
@@ -291,7 +308,8 @@ class ConsumerRunner:
                 if is_transient(exc):
                     raise
                 raise _Unattributable(repr(exc)) from exc
-            dead = [i for i in items if i.reason is not None]
+            dead = list({(i.key.source, i.key.id): i
+                         for i in reversed(items) if i.reason is not None}.values())[::-1]
             dead = await self._drop_known_dead(conn, dead)
             await inbox.mark_dead(conn, spec.name, [i.key for i in dead])
             messages = ctx.outbox + [self._dead_letter(i) for i in dead]
@@ -337,7 +355,7 @@ class ConsumerRunner:
         rec = item.record
         headers = {
             "qs-reason": item.reason or "unknown",
-            "qs-detail": item.detail[:2000],
+            "qs-detail": _printable(item.detail[:2000]),
             "qs-consumer": self.spec.name,
             "qs-original-topic": rec.topic,
             "qs-original-partition": str(rec.partition),
@@ -346,7 +364,8 @@ class ConsumerRunner:
         }
         for name, value in rec.headers or ():
             if not name.startswith("qs-"):
-                headers.setdefault(name, value.decode("utf-8", "replace") if value else "")
+                headers.setdefault(_printable(name),
+                                   _printable(value.decode("utf-8", "replace")) if value else "")
         return outbox.OutboxMessage(topic=dlq(rec.topic), key=rec.key,
                                     value=rec.value if rec.value is not None else b"",
                                     headers=headers)

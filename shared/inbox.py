@@ -56,6 +56,7 @@ FROM unnest(CAST(:sources AS text[]), CAST(:ids AS text[]), CAST(:topics AS text
 ON CONFLICT (consumer, source, id) DO UPDATE
 SET status = 'dead', topic = EXCLUDED.topic, kafka_partition = EXCLUDED.kafka_partition,
     kafka_offset = EXCLUDED.kafka_offset, received_at = now()
+WHERE inbox.status = 'dead'
 """)
 
 
@@ -87,7 +88,11 @@ async def claim(conn: AsyncConnection, consumer: str,
 
 
 async def mark_dead(conn: AsyncConnection, consumer: str, keys: Sequence[InboxKey]) -> None:
-    """Record dead-lettered messages (so a redelivery does not dead-letter them twice)."""
+    """Record dead-lettered messages (so a redelivery does not dead-letter them twice).
+
+    An event already applied stays applied: a poison copy of it never turns its row dead.
+    ``keys`` must not repeat a ``(source, id)``.
+    """
     if keys:
         await conn.execute(_MARK_DEAD, _params(consumer, keys))
 

@@ -43,6 +43,7 @@ class Producer:
         # aiokafka clients need a running event loop: the client is made in start()
         self._producer: AIOKafkaProducer | None = None
         self._started = False
+        self._client_down = False
         self._lock = asyncio.Lock()
         self.rebuilds = 0
 
@@ -69,6 +70,10 @@ class Producer:
     async def send(self, topic: str, value: bytes | None = None, key: bytes | None = None,
                    headers: list[tuple[str, bytes]] | None = None) -> asyncio.Future:
         """Enqueue a message; await the returned future for the broker's acknowledgement."""
+        if self._client_down:
+            fresh = _new_producer(self.bootstrap, self.client_id)
+            await fresh.start()  # raises while the broker is still away
+            self._producer, self._client_down = fresh, False
         try:
             return await self._live.send(topic, value=value, key=key, headers=headers)
         except PRODUCER_STATE_ERRORS:
@@ -102,9 +107,15 @@ class Producer:
             except Exception:  # noqa: S110 - the old client is being thrown away
                 pass
             self._producer = _new_producer(self.bootstrap, self.client_id)
-            if self._started:
-                await self._producer.start()
             self.rebuilds += 1
+            if self._started:
+                try:
+                    await self._producer.start()
+                except Exception as exc:
+                    # the broker may still be away: the next send starts the client again
+                    self._client_down = True
+                    log.warning("producer restart failed; will retry on next send",
+                                extra={"client_id": self.client_id, "error": repr(exc)})
 
 
 def make_producer(bootstrap: str, client_id: str = "qingshou") -> Producer:

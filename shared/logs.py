@@ -7,6 +7,7 @@ masked by key. Call :func:`configure_logging` once per process (from a service's
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import re
@@ -17,7 +18,9 @@ from typing import Any
 import orjson
 
 _EMAIL = re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9.-]+\.[A-Za-z]{2,})")
-_PHONE = re.compile(r"\+?\d[\d\s().-]{6,}\d")
+# E.164 numbers ("+" then digits, maybe spaced) and bare runs of 11-15 digits (a mobile number
+# written without "+"); not amounts ("120000.00") nor ids ("LN-2024-000123")
+_PHONE = re.compile(r"\+\d[\d\s()-]{5,}\d|(?<![\w.-])\d{11,15}(?![\w.-])")
 NAME_KEYS = frozenset({"name", "borrower_name", "full_name", "first_name", "last_name",
                        "collector_name", "recipient_name"})
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys()) | {
@@ -43,6 +46,10 @@ def mask_name(value: str) -> str:
 
 def mask_value(key: str, value: Any) -> Any:
     """Mask one structured value; names by key, phones and e-mails by content."""
+    if hasattr(value, "model_dump"):  # a pydantic model: mask its fields, not its repr
+        value = value.model_dump(mode="json")
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = dataclasses.asdict(value)
     if isinstance(value, str):
         return mask_name(value) if key in NAME_KEYS else mask_text(value)
     if isinstance(value, dict):

@@ -37,9 +37,11 @@ CREATE TABLE outbox (
     value      bytea       NOT NULL,
     headers    jsonb       NOT NULL DEFAULT '{}',
     created_at timestamptz NOT NULL DEFAULT now(),
-    sent_at    timestamptz
+    sent_at    timestamptz,
+    failed_at  timestamptz,
+    last_error text
 );
-CREATE INDEX outbox_pending ON outbox (shard, id) WHERE sent_at IS NULL;
+CREATE INDEX outbox_pending ON outbox (shard, id) WHERE sent_at IS NULL AND failed_at IS NULL;
 CREATE INDEX outbox_sent ON outbox (sent_at) WHERE sent_at IS NOT NULL;
 """
 
@@ -47,6 +49,21 @@ CREATE INDEX outbox_sent ON outbox (sent_at) WHERE sent_at IS NOT NULL;
 def create_runtime_tables(op) -> None:  # type: ignore[no-untyped-def]
     """The inbox and outbox every consuming service needs (call from its first migration)."""
     for statement in RUNTIME_TABLES.split(";"):
+        if statement.strip():
+            op.execute(statement)
+
+
+OUTBOX_QUARANTINE = """
+ALTER TABLE outbox ADD COLUMN IF NOT EXISTS failed_at timestamptz;
+ALTER TABLE outbox ADD COLUMN IF NOT EXISTS last_error text;
+DROP INDEX IF EXISTS outbox_pending;
+CREATE INDEX outbox_pending ON outbox (shard, id) WHERE sent_at IS NULL AND failed_at IS NULL;
+"""
+
+
+def add_outbox_quarantine(op) -> None:  # type: ignore[no-untyped-def]
+    """Outbox rows the broker refuses for good (too large...) are set aside, not retried."""
+    for statement in OUTBOX_QUARANTINE.split(";"):
         if statement.strip():
             op.execute(statement)
 

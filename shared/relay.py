@@ -28,11 +28,16 @@ log = logging.getLogger("qingshou.relay")
 
 _CLAIM = text("""
 SELECT id, topic, key, value, headers FROM outbox
-WHERE sent_at IS NULL AND shard = ANY(CAST(:shards AS smallint[]))
+WHERE sent_at IS NULL AND failed_at IS NULL AND shard = ANY(CAST(:shards AS smallint[]))
 ORDER BY id
 LIMIT :limit
 FOR UPDATE SKIP LOCKED
 """)
+
+
+def _retriable(exc: BaseException) -> bool:
+    """Worth another try (broker away, lost producer state) rather than quarantine."""
+    return is_transient(exc) or isinstance(exc, PRODUCER_STATE_ERRORS)
 
 
 class OutboxRelay:
@@ -78,7 +83,11 @@ class OutboxRelay:
                     await self._listen()
                 continue
             if sent < self.batch:
-                await self._maintain()
+                try:
+                    await self._maintain()
+                except Exception as exc:  # housekeeping only: never ends the relay
+                    log.warning("outbox housekeeping failed",
+                                extra={"relay": self.name, "error": repr(exc)})
                 self._wake.clear()
                 await self._sleep(self.poll_interval, wakeable=True)
         await self._unlisten()
@@ -99,20 +108,56 @@ class OutboxRelay:
             rows = (await conn.execute(_CLAIM, {"shards": shards, "limit": self.batch})).all()
             if not rows:
                 return 0
-            futures = []
-            for row in rows:
-                headers = [(k, v.encode()) for k, v in (row.headers or {}).items()]
-                futures.append(await self.producer.send(
-                    row.topic, value=bytes(row.value),
-                    key=bytes(row.key) if row.key is not None else None, headers=headers))
-            await asyncio.gather(*futures)
+            outcomes = await self._send_all(rows)
+            sent = [row for row, out in zip(rows, outcomes, strict=True) if out is None]
+            refused = [(row, out) for row, out in zip(rows, outcomes, strict=True)
+                       if isinstance(out, BaseException) and not _retriable(out)]
             await conn.execute(text("UPDATE outbox SET sent_at = now() "
                                     "WHERE id = ANY(CAST(:ids AS bigint[]))"),
-                               {"ids": [r.id for r in rows]})
-        for row in rows:
-            OUTBOX_PUBLISHED.labels(self.name, row.topic).inc()
-        self.published += len(rows)
+                               {"ids": [r.id for r in sent]})
+            for row, exc in refused:
+                # the broker will never take it (too large, invalid topic...): set it aside for
+                # an operator instead of blocking the rows behind it for ever
+                await conn.execute(text("UPDATE outbox SET failed_at = now(), last_error = :e "
+                                        "WHERE id = :id"), {"id": row.id, "e": repr(exc)[:500]})
+                log.error("outbox row refused by the broker; quarantined",
+                          extra={"relay": self.name, "outbox_id": row.id, "topic": row.topic,
+                                 "error": repr(exc)})
+        per_topic: dict[str, int] = {}
+        for row in sent:
+            per_topic[row.topic] = per_topic.get(row.topic, 0) + 1
+        for topic, count in per_topic.items():
+            OUTBOX_PUBLISHED.labels(self.name, topic).inc(count)
+        self.published += len(sent)
+        failed = [out for out in outcomes if isinstance(out, BaseException)
+                  and _retriable(out)]
+        if failed:
+            raise failed[0]  # what was published is marked; the rest goes again after backoff
         return len(rows)
+
+    async def _send_all(self, rows: list) -> list[BaseException | None]:
+        """Enqueue every row, then await every acknowledgement; one outcome per row
+        (None when the broker acknowledged it)."""
+        pending: list[asyncio.Future | BaseException] = []
+        for row in rows:
+            headers = [(k, v.encode()) for k, v in (row.headers or {}).items()]
+            try:
+                pending.append(await self.producer.send(
+                    row.topic, value=bytes(row.value),
+                    key=bytes(row.key) if row.key is not None else None, headers=headers))
+            except Exception as exc:  # refused before it was even queued (too large...)
+                pending.append(exc)
+        outcomes: list[BaseException | None] = []
+        for item in pending:
+            if isinstance(item, BaseException):
+                outcomes.append(item)
+                continue
+            try:
+                await item
+                outcomes.append(None)
+            except Exception as exc:
+                outcomes.append(exc)
+        return outcomes
 
     async def backlog(self) -> int:
         async with self.engine.connect() as conn:

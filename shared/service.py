@@ -89,11 +89,13 @@ class Runtime:
                 client_id=f"{d.name}-consumer"))
             await self.runner.start()
             self._spawn(self.runner.run(), "consumer")
+            self.extras["consumer_task"] = self._tasks[-1]
         if self.engine is not None and d.consumer is not None:
             self.relay = OutboxRelay(self.engine, self.producer, s.schema_name,
                                      shards=s.relay_shards, batch=s.relay_batch,
                                      poll_interval=s.relay_poll_interval_s, name=d.name)
             self._spawn(self.relay.run(), "relay")
+            self.extras["relay_task"] = self._tasks[-1]
         for job in d.background(self):
             self._spawn(job(), getattr(job, "__name__", "background"), background=True)
 
@@ -145,8 +147,10 @@ class Runtime:
             checks["kafka"] = ok is not None
         except Exception:
             checks["kafka"] = False
-        if self.runner is not None:
-            checks["consumer"] = any(not t.done() for t in self._tasks)
+        for name in ("consumer", "relay"):
+            task = self.extras.get(f"{name}_task")
+            if task is not None:
+                checks[name] = not task.done()
         return checks
 
 
@@ -180,7 +184,11 @@ def create_app(definition: ServiceDefinition, settings: ServiceSettings | None =
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await runtime.start()
+        try:
+            await runtime.start()
+        except BaseException:
+            await runtime.stop()  # release whatever started before the failure
+            raise
         log.info("service started", extra={"service": definition.name, "port": settings.port})
         try:
             yield

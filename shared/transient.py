@@ -48,7 +48,7 @@ class Backoff:
         self.attempt = 0
 
     def next_delay(self) -> float:
-        delay = min(self.ceiling, self.first * (2 ** self.attempt))
+        delay = min(self.ceiling, self.first * (2 ** min(self.attempt, 32)))
         self.attempt += 1
         return delay
 

@@ -193,7 +193,9 @@ def _fast_parse(obj: dict[str, Any], registry: Registry) -> Event[Any] | None:
             or type(data) is not dict):
         return None
     if not (0 < len(event_id) <= 256 and 0 < len(type_) <= 256 and 0 < len(subject) <= 256
-            and _NO_SPACE.fullmatch(source) is not None):
+            and _NO_SPACE.fullmatch(source) is not None
+            and _CONTROL.search(event_id) is None and _CONTROL.search(subject) is None
+            and _CONTROL.search(type_) is None):
         return None
     try:
         when = parse_timestamp(when_s)
@@ -205,7 +207,7 @@ def _fast_parse(obj: dict[str, Any], registry: Registry) -> Event[Any] | None:
     model = _validate_data(spec, data, event_id)
     _check_subject(spec, subject, model, event_id)
     return Event(type=type_, source=source, id=event_id, time=when, subject=subject,
-                 data=model, version=spec.version)
+                 data=model, version=spec.version, datacontenttype=obj.get("datacontenttype"))
 
 
 def _fast_attributes_ok(event_id: str, source: str, subject: str, when: datetime) -> bool:
@@ -214,12 +216,14 @@ def _fast_attributes_ok(event_id: str, source: str, subject: str, when: datetime
     return (
         0 < len(event_id) <= 256
         and 0 < len(subject) <= 256
+        and _CONTROL.search(event_id) is None and _CONTROL.search(subject) is None
         and _NO_SPACE.fullmatch(source) is not None
         and when.tzinfo is not None and when.utcoffset() is not None
     )
 
 
-_NO_SPACE = re.compile(r"\S+")
+_NO_SPACE = re.compile(r"[^\s\x00-\x1f\x7f]+")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def new_event(

@@ -36,9 +36,12 @@ _EXTENSION_NAME_RE: Final = re.compile(r"^[a-z0-9]{1,20}$")
 _INT32: Final = range(-(2**31), 2**31)
 
 # URI-reference: we only refuse what cannot be one (empty, whitespace, control characters).
-_UriReference = Annotated[str, Strict(), StringConstraints(min_length=1, pattern=r"^\S+$")]
+_UriReference = Annotated[str, Strict(),
+                          StringConstraints(min_length=1, pattern=r"^[^\s\x00-\x1f\x7f]+$")]
 _Uri = Annotated[str, Strict(), StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9+.\-]*:\S*$")]
-_NonEmpty = Annotated[str, Strict(), StringConstraints(min_length=1, max_length=256)]
+# id, type and subject end up in Kafka keys, inbox rows and logs: no control characters
+_NonEmpty = Annotated[str, Strict(), StringConstraints(min_length=1, max_length=256,
+                                                       pattern=r"^[^\x00-\x1f\x7f]+$")]
 
 
 def _check_extensions(extras: dict[str, Any]) -> None:

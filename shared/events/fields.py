@@ -41,9 +41,13 @@ __all__ = [
 ]
 
 # Ids come from core banking; we only refuse what would break a Kafka key, a URL or a log line.
-Id = Annotated[str, Strict(), StringConstraints(min_length=1, max_length=128, pattern=r"^\S+$")]
-Text = Annotated[str, Strict(), StringConstraints(min_length=1, max_length=500)]
-Note = Annotated[str, Strict(), StringConstraints(max_length=4000)]
+# No whitespace and no control characters (PostgreSQL text cannot even store NUL).
+ID_PATTERN: Final = r"^[^\s\x00-\x1f\x7f]+$"
+NO_NUL_PATTERN: Final = r"^[^\x00]*$"
+Id = Annotated[str, Strict(), StringConstraints(min_length=1, max_length=128, pattern=ID_PATTERN)]
+Text = Annotated[str, Strict(), StringConstraints(min_length=1, max_length=500,
+                                                  pattern=NO_NUL_PATTERN)]
+Note = Annotated[str, Strict(), StringConstraints(max_length=4000, pattern=NO_NUL_PATTERN)]
 Count = Annotated[int, Strict(), Field(ge=0)]
 PositiveInt = Annotated[int, Strict(), Field(ge=1)]
 

@@ -67,3 +67,27 @@ async def test_two_relays_publish_each_row_once_in_key_order(engine, schema, top
         unsent = (await conn.execute(text(
             "SELECT count(*) FROM outbox WHERE sent_at IS NULL"))).scalar_one()
     assert unsent == 0
+
+
+async def test_a_row_the_broker_refuses_is_quarantined_and_the_rest_go_out(
+        engine, schema, topics, producer):
+    await create_probe_schema(engine, schema)
+    topic = topics.name("repayments-applied")
+    huge = b"x" * (2 * 1024 * 1024)  # over the producer's 1 MB request limit
+    msgs = [outbox.OutboxMessage(topic, b"K1", b'{"n": 1}'),
+            outbox.OutboxMessage(topic, b"K1", huge),
+            outbox.OutboxMessage(topic, b"K1", b'{"n": 3}')]
+    async with engine.begin() as conn:
+        await outbox.write(conn, msgs, shards=4, schema=schema)
+    relay = OutboxRelay(engine, producer, schema, shards=4, poll_interval=0.05)
+    task = asyncio.create_task(relay.run())
+    records = await read_topic(topic, expect=2, timeout=20, settle=1.0)
+    await relay.stop()
+    await task
+    assert [r.value for r in records] == [b'{"n": 1}', b'{"n": 3}']
+    async with engine.connect() as conn:
+        rows = (await conn.execute(text(
+            "SELECT sent_at IS NOT NULL AS sent, failed_at IS NOT NULL AS failed, last_error "
+            "FROM outbox ORDER BY id"))).all()
+    assert [(r.sent, r.failed) for r in rows] == [(True, False), (False, True), (True, False)]
+    assert "TooLarge" in rows[1].last_error or "too large" in rows[1].last_error.lower()

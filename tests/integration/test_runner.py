@@ -214,3 +214,41 @@ async def test_two_runners_in_one_group_apply_each_event_once(
     assert sum(n for _, n in rows.values()) == total
     assert all(n == total // 30 for _, n in rows.values())
     assert runners[0].applied + runners[1].applied == total
+
+
+async def test_copies_of_a_rejected_event_are_dead_lettered_once_and_replayable(
+        engine, schema, topics, producer, uid):
+    """Two copies of one (source, id) in a batch, the first refused: one dead letter, and a
+    later replay applies the event exactly once."""
+    await create_probe_schema(engine, schema)
+    spec = probe_spec()
+    batched = spec.handlers["repayment.received"]
+    allow = asyncio.Event()
+
+    async def gated(ctx: BatchContext, event: Event) -> None:
+        if not allow.is_set():
+            raise Rejected("unknown_loan", "not yet")
+        await batched(ctx, event)
+
+    spec.handlers = {"repayment.received": gated}
+    ev = repayment("L7", "3.00")
+    for _ in range(2):
+        await producer.send_and_wait(topics.loan_events, encode(ev), key=b"L7")
+    runner = runner_for(spec, engine, topics, schema, uid)
+    relay = OutboxRelay(engine, producer, schema, poll_interval=0.1)
+    tasks = [asyncio.create_task(runner.run()), asyncio.create_task(relay.run())]
+    dead = await read_topic(topics.dlq("loan-events"), expect=1, timeout=20, settle=1.5)
+    assert len(dead) == 1
+    allow.set()
+    await producer.send_and_wait(topics.loan_events, encode(ev), key=b"L7")  # the replay
+    await producer.send_and_wait(topics.loan_events, encode(ev), key=b"L7")  # a late copy
+
+    async def applied() -> bool:
+        return (await probe_rows(engine)).get("L7") == (Decimal("3.00"), 1)
+
+    await eventually(applied)
+    await asyncio.sleep(1.0)
+    await runner.stop()
+    await relay.stop()
+    await asyncio.gather(*tasks)
+    assert (await probe_rows(engine))["L7"] == (Decimal("3.00"), 1)

@@ -77,3 +77,35 @@ def test_cached_partitioner_matches_kafkas_default():
             key = f"loan-{i}".encode()
             assert key_partitioner(key, parts, parts) == DefaultPartitioner()(key, parts, parts)
     assert key_partitioner(None, [0, 1], [1]) == 1
+
+
+def test_backoff_never_overflows():
+    b = Backoff(first=0.1, ceiling=10.0)
+    delays = [b.next_delay() for _ in range(5000)]
+    assert delays[-1] == 10.0
+
+
+def test_control_characters_are_refused_in_identity_attributes():
+    from shared.events import EventError, parse_event, sample_cloudevent
+
+    for field in ("id", "subject", "source"):
+        event = sample_cloudevent("loan.closed")
+        event[field] = "a\x00b"
+        with pytest.raises(EventError) as err:
+            parse_event(event)
+        assert err.value.reason in {"not_cloudevent", "schema_error"}
+        assert any(e["field"] in (field, "subject") for e in err.value.errors)
+
+
+def test_pydantic_models_in_log_fields_are_masked():
+    from pydantic import BaseModel
+
+    class Person(BaseModel):
+        name: str
+        phone: str
+
+    record = logging.LogRecord("t", logging.INFO, "f", 1, "x", None, None)
+    record.borrower = Person(name="Zhang San", phone="+8613800138000")
+    line = json.loads(JsonFormatter().format(record))
+    assert line["borrower"] == {"name": "Z***", "phone": "+***00"}
+    assert mask_text("loan LN-2024-000123 owes 120000.00") == "loan LN-2024-000123 owes 120000.00"
