@@ -4,18 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import os
+from typing import Any
 
 import httpx
+import orjson
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from shared.kafka import ensure_topics
 from shared.settings import ServiceSettings
 from shared.topics import ALL_TOPICS, TopicNames
 
-app = typer.Typer(help="Qingshou ops tool: topics, health, dead letters, benchmarks.",
-                  no_args_is_help=True)
+app = typer.Typer(help="Qingshou ops tool: topics, health, dead letters, loans, the stack, "
+                       "benchmarks.", no_args_is_help=True)
+dlq_app = typer.Typer(help="List and replay the dead letters of a topic.", no_args_is_help=True)
+stack_app = typer.Typer(help="Start, stop and inspect the local stack.", no_args_is_help=True)
+loan_app = typer.Typer(help="Look at one loan across the services.", no_args_is_help=True)
+app.add_typer(dlq_app, name="dlq")
+app.add_typer(stack_app, name="stack")
+app.add_typer(loan_app, name="loan")
 console = Console()
 
 SERVICE_PORTS = {"ingest": 8001, "staging": 8002, "notifier": 8003, "incentives": 8004}
@@ -74,6 +83,226 @@ def bench(
     results = asyncio.run(runner_bench.run(s.kafka_bootstrap, s.database_url, events,
                                            baseline_events, s.topic_partitions))
     console.print(runner_bench.report(results))
+
+
+# -- dead letters ------------------------------------------------------------------------------
+
+def _dlq_name(topic: str, prefix: str | None) -> str:
+    """The real DLQ name of ``topic`` (``loan-events`` or ``loan-events.dlq``) under the topic
+    prefix (``--prefix``, else QS_TOPIC_PREFIX); a name already carrying it is kept."""
+    from shared.ops.dlq import dlq_topic
+
+    pre = (ServiceSettings().topic_prefix if prefix is None else prefix).rstrip(".")
+    if pre and not topic.startswith(f"{pre}."):
+        topic = TopicNames(pre).name(topic)
+    return dlq_topic(topic)
+
+
+def _short(text: str | None, width: int) -> str:
+    text = (text or "").replace("\n", " ")
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _letters_table(letters: list[Any], title: str) -> Table:
+    table = Table("partition", "offset", "reason", "consumer", "original", "dead-lettered at",
+                  "event", "detail", title=title)
+    for d in letters:
+        original = f"{d.original_topic}:{d.original_partition}:{d.original_offset}"
+        event = f"{d.event_type or '?'} {d.event_id or ''}".strip() if d.event_type or \
+            d.event_id else "(not JSON)"
+        table.add_row(str(d.partition), str(d.offset), escape(d.reason), escape(d.consumer),
+                      escape(original), escape(d.dead_lettered_at), escape(event),
+                      escape(_short(d.detail, 60)))
+    return table
+
+
+def _offsets(values: list[str] | None) -> set[tuple[int, int]] | None:
+    from shared.ops.dlq import parse_offsets
+
+    try:
+        return parse_offsets(values) if values else None
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--offset") from exc
+
+
+def _read_letters(name: str, **filters: Any) -> list[Any]:
+    from shared.ops.dlq import read_dead_letters
+
+    try:
+        return asyncio.run(read_dead_letters(ServiceSettings().kafka_bootstrap, name, **filters))
+    except LookupError as exc:
+        console.print(f"[red]{escape(str(exc))}[/]")
+        raise typer.Exit(2) from exc
+    except Exception as exc:  # Kafka unreachable, timeouts: one line, not a traceback
+        console.print(f"[red]could not read {escape(name)}: {escape(repr(exc))}[/]")
+        raise typer.Exit(1) from exc
+
+
+@dlq_app.command("list")
+def dlq_list(
+    topic: str = typer.Argument(..., help="topic whose dead letters to list, e.g. loan-events"),
+    reason: str | None = typer.Option(None, help="only this qs-reason"),
+    consumer: str | None = typer.Option(None, help="only this qs-consumer"),
+    limit: int | None = typer.Option(None, min=1, help="at most this many"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON lines instead of a table"),
+    prefix: str | None = typer.Option(None, help="topic prefix (default: QS_TOPIC_PREFIX)"),
+) -> None:
+    """List the dead letters of <topic>.dlq from the beginning (reads only, commits nothing)."""
+    name = _dlq_name(topic, prefix)
+    letters = _read_letters(name, reason=reason, consumer=consumer, limit=limit)
+    if as_json:
+        for d in letters:
+            typer.echo(orjson.dumps(d.to_dict()).decode())
+        return
+    console.print(_letters_table(letters, f"{name}: {len(letters)} dead letter(s)"))
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    topic: str = typer.Argument(..., help="topic whose dead letters to replay, e.g. loan-events"),
+    reason: str | None = typer.Option(None, help="only this qs-reason"),
+    consumer: str | None = typer.Option(None, help="only this qs-consumer"),
+    offset: list[str] | None = typer.Option(None, help="only PARTITION:OFFSET of the DLQ "
+                                                       "(repeatable)"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="show what would be replayed"),
+    yes: bool = typer.Option(False, "--yes", "-y", help="do not ask for confirmation"),
+    prefix: str | None = typer.Option(None, help="topic prefix (default: QS_TOPIC_PREFIX)"),
+) -> None:
+    """Publish the selected dead letters' original key and value again to their original topic
+    (headers qs-replayed-from, qs-replayed-at); the consuming service applies them anew."""
+    from shared.ops.dlq import replay_dead_letters
+
+    name = _dlq_name(topic, prefix)
+    letters = _read_letters(name, reason=reason, consumer=consumer, offsets=_offsets(offset))
+    if not letters:
+        console.print(f"no dead letters of {escape(name)} match; nothing to replay")
+        return
+    console.print(_letters_table(letters, f"{name}: {len(letters)} selected"))
+    if dry_run:
+        console.print(f"dry run: would replay {len(letters)} dead letter(s); nothing published")
+        return
+    if not yes and not typer.confirm(f"Replay {len(letters)} dead letter(s)?"):
+        console.print("cancelled; nothing published")
+        raise typer.Exit(1)
+    try:
+        done = asyncio.run(replay_dead_letters(ServiceSettings().kafka_bootstrap, letters))
+    except Exception as exc:
+        console.print(f"[red]replay failed: {escape(repr(exc))}[/] (earlier ones were published)")
+        raise typer.Exit(1) from exc
+    for r in done:
+        console.print(f"  {escape(r.letter.position)} -> {escape(r.topic)}:{r.partition}:"
+                      f"{r.offset}")
+    console.print(f"replayed {len(done)} dead letter(s)")
+
+
+# -- the stack ---------------------------------------------------------------------------------
+
+def _stack(action: str, services_only: bool) -> None:
+    from shared.ops.stack import run_stack
+
+    code = run_stack(action, services_only)
+    if code:
+        raise typer.Exit(code)
+
+
+@stack_app.command("up")
+def stack_up(services_only: bool = typer.Option(
+        False, "--services-only", help="only the services (scripts/stack.sh start)")) -> None:
+    """Bring the stack up: `make up` (PostgreSQL, Kafka, topics, services, sandbox)."""
+    _stack("up", services_only)
+
+
+@stack_app.command("down")
+def stack_down(services_only: bool = typer.Option(
+        False, "--services-only", help="only the services; leave Kafka and PostgreSQL up")) -> None:
+    """Stop the stack: `make down` (services, then Kafka and PostgreSQL)."""
+    _stack("down", services_only)
+
+
+@stack_app.command("status")
+def stack_status() -> None:
+    """Show each service's state (`scripts/stack.sh status`); exit 1 unless all are ready."""
+    _stack("status", False)
+
+
+# -- a loan across the services ----------------------------------------------------------------
+
+def _service_url(name: str) -> str:
+    return f"http://127.0.0.1:{_port(name)}"
+
+
+def _print_loan(body: dict[str, Any]) -> None:
+    owner = body.get("owner") or {}
+    rows = [
+        ("stage", body.get("stage")), ("status", body.get("status")),
+        ("DPD", body.get("dpd")),
+        ("arrears", f"{body.get('arrears')} {body.get('currency') or ''}".strip()),
+        ("oldest due date", body.get("oldest_due_date")),
+        ("business date", body.get("business_date")),
+        ("product", body.get("product")), ("borrower", body.get("borrower_id")),
+        ("owner", f"{owner.get('collector_id')} ({owner.get('team')})" if owner else None),
+        ("relationship manager", body.get("relationship_manager_id")),
+        ("flags", ", ".join(map(str, body.get("flags") or [])) or "none"),
+        ("open promises", len(body.get("open_promises") or [])),
+        ("next transition", body.get("next_transition_date")),
+    ]
+    table = Table("field", "value", show_header=False)
+    for k, v in rows:
+        table.add_row(k, escape("" if v is None else str(v)))
+    console.print(table)
+    history = body.get("history") or []
+    if history:
+        cols = list(dict.fromkeys(k for h in history for k in h))
+        hist = Table(*cols, title="stage history")
+        for h in history:
+            hist.add_row(*(escape(str(h.get(c, ""))) for c in cols))
+        console.print(hist)
+
+
+def _print_contacts(body: dict[str, Any]) -> None:
+    items = body.get("items") or []
+    if not items:
+        console.print("no contacts")
+        return
+    cols = ("decided_at", "channel", "template", "stage", "trigger", "status", "reason",
+            "scheduled_for", "contact_id")
+    table = Table(*cols)
+    for c in items:
+        table.add_row(*(escape("" if c.get(k) is None else str(c.get(k))) for k in cols))
+    console.print(table)
+    if body.get("next_cursor"):
+        console.print("(more contacts on the next page)")
+
+
+@loan_app.command("show")
+def loan_show(
+    loan_id: str = typer.Argument(..., help="the loan id, e.g. LN-2024-000123"),
+    api_key: str = typer.Option("qs-dev-admin", envvar="QS_API_KEY",
+                                help="bearer API key with the read scope"),
+    as_json: bool = typer.Option(False, "--json", help="print the raw answers as JSON"),
+) -> None:
+    """What staging (ledger, stage, owner) and notifier (contacts) know of a loan."""
+    from shared.ops.loans import LOAN_SOURCES, loan_report
+
+    urls = {service: _service_url(service) for _, service, _ in LOAN_SOURCES}
+    sections = asyncio.run(loan_report(loan_id, urls, api_key))
+    if as_json:
+        typer.echo(orjson.dumps([s.to_dict() for s in sections]).decode())
+        return
+    for s in sections:
+        console.rule(f"{s.name} ({s.service}, {s.url})")
+        if s.status == "down":
+            console.print(f"[red]{s.service} is down[/] ({escape(s.detail)})")
+        elif s.status == "not_found":
+            console.print(f"[yellow]{s.service} does not know loan {escape(loan_id)}[/] (404)")
+        elif s.status == "unauthorized":
+            console.print(f"[red]{s.service} refused the API key[/] ({s.http_status})")
+        elif s.status == "error":
+            console.print(f"[red]{s.service} answered {s.http_status}[/] {escape(s.detail)}")
+        elif s.name == "loan":
+            _print_loan(s.body)
+        else:
+            _print_contacts(s.body)
 
 
 if __name__ == "__main__":
