@@ -14,6 +14,7 @@ import contextlib
 import logging
 import time
 import zlib
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import text
@@ -135,7 +136,7 @@ class OutboxRelay:
             raise failed[0]  # what was published is marked; the rest goes again after backoff
         return len(rows)
 
-    async def _send_all(self, rows: list) -> list[BaseException | None]:
+    async def _send_all(self, rows: Sequence[Any]) -> list[BaseException | None]:
         """Enqueue every row, then await every acknowledgement; one outcome per row
         (None when the broker acknowledged it)."""
         pending: list[asyncio.Future | BaseException] = []

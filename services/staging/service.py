@@ -2,15 +2,35 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
+from fastapi import APIRouter
+
+from services.staging.api import build_router
+from services.staging.consumer import consumer_spec
+from services.staging.eod import EndOfDay
 from shared.consumer import ConsumerSpec
 from shared.service import Runtime, ServiceDefinition
-from shared.topics import CALENDAR, LOAN_EVENTS
 
 
 def consumer(runtime: Runtime) -> ConsumerSpec:
-    return ConsumerSpec(name="staging", topics=[LOAN_EVENTS, CALENDAR], handlers={})
+    return consumer_spec()
+
+
+def routers(runtime: Runtime) -> Sequence[APIRouter]:
+    return [build_router(runtime)]
+
+
+def end_of_day(runtime: Runtime) -> EndOfDay:
+    assert runtime.engine is not None
+    s = runtime.settings
+    return EndOfDay(runtime.engine, runtime.topics, runtime.source, s.schema_name,
+                    s.relay_shards)
+
+
+def background(runtime: Runtime) -> Sequence[Callable[[], Awaitable[None]]]:
+    return [end_of_day(runtime).run_forever]
 
 
 DEFINITION = ServiceDefinition(
@@ -20,4 +40,6 @@ DEFINITION = ServiceDefinition(
     port=8002,
     migrations=Path(__file__).parent / "migrations",
     consumer=consumer,
+    routers=routers,
+    background=background,
 )

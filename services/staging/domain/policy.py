@@ -14,6 +14,7 @@ import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+from functools import cached_property
 from typing import Any
 
 STAGE_NAMES = ("current", "early", "negotiation", "intensive", "legal", "write_off", "special")
@@ -65,9 +66,10 @@ class Policy:
                 return rule
         raise KeyError(name)
 
-    @property
+    @cached_property
     def ranged(self) -> tuple[StageRule, ...]:
-        """The DPD-driven stages, from least to most severe."""
+        """The DPD-driven stages, from least to most severe (computed once per policy: it is
+        asked for on every evaluation)."""
         return tuple(
             sorted((r for r in self.stages if r.dpd_min is not None), key=lambda r: r.dpd_min or 0)
         )

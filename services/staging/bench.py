@@ -1,0 +1,237 @@
+"""Benchmark of staging: event throughput through Kafka, and end of day on a large book.
+
+`python -m services.staging.bench [events] [book] [consumers] [eod_workers]` (defaults 100,000,
+1,000,000, 1 and 2) against the local Kafka and PostgreSQL (QS_KAFKA_BOOTSTRAP,
+QS_DATABASE_URL). Consumers and end-of-day workers run in their own processes, as several
+staging instances would.
+
+1. Throughput: a realistic mix per loan (loan.opened, payment.missed, repayment.received,
+   a second payment.missed, and for every other loan a repayment.reversed) is produced first;
+   a fresh runner is then timed from its start until every event is committed (loans, history,
+   outbox), like the other services' benchmarks.
+2. End of day: a book of `book` loans is written with one INSERT ... SELECT generate_series
+   (templated states built by the domain); 5% are early loans at DPD 30 whose next transition
+   is the new business date (they move to negotiation and are assigned to their relationship
+   manager), the rest are current. `eod_workers` end-of-day workers, each in its own process
+   (as several staging instances would), share the day through SKIP LOCKED; timed until the
+   day is recorded as done.
+
+The schema and topics are unique per run; the schema is dropped at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import platform
+import sys
+import time
+import uuid
+from concurrent.futures import ProcessPoolExecutor
+from datetime import date
+from pathlib import Path
+
+import orjson
+from sqlalchemy import text
+
+from services.staging.consumer import consumer_spec
+from services.staging.domain import handlers
+from services.staging.domain.policy import DEFAULT_POLICY
+from services.staging.eod import EndOfDay
+from shared.bench import _produce
+from shared.consumer import ConsumerRunner, RunnerConfig
+from shared.db import make_engine
+from shared.kafka import ensure_topics
+from shared.migrations import migrate
+from shared.settings import ServiceSettings
+from shared.topics import ALL_TOPICS, TopicNames
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+EOD_DATE = date(2026, 2, 5)
+
+
+def _cloudevent(type_: str, subject: str, data: dict) -> tuple[bytes, bytes]:
+    return subject.encode(), orjson.dumps({
+        "specversion": "1.0", "id": uuid.uuid4().hex, "source": "urn:bench:core",
+        "type": type_, "time": "2026-01-20T10:00:00+08:00", "subject": subject, "data": data})
+
+
+def event_mix(n: int) -> list[tuple[bytes, bytes]]:
+    """About ``n`` events: 4.5 per loan, each loan's events in order on its key."""
+    out: list[tuple[bytes, bytes]] = []
+    i = 0
+    while len(out) < n:
+        loan = f"T{i:08d}"
+        out.append(_cloudevent("loan.opened", loan, {
+            "loan_id": loan, "borrower_id": f"B{i}", "product": "consumer_loan",
+            "currency": "CNY", "principal": "20000.00", "opened_on": "2026-01-01",
+            "relationship_manager_id": f"rm{i % 50}"}))
+        for no, due in ((1, "2026-01-05"), (2, "2026-02-05")):
+            out.append(_cloudevent("payment.missed", loan, {
+                "loan_id": loan, "instalment_no": no, "due_date": due, "amount_due": "800.00",
+                "amount_unpaid": "800.00"}))
+            if no == 1:
+                out.append(_cloudevent("repayment.received", loan, {
+                    "loan_id": loan, "payment_id": f"P{i}", "amount": "300.00",
+                    "currency": "CNY", "value_date": "2026-01-08", "channel": "auto_debit"}))
+        if i % 2:
+            out.append(_cloudevent("repayment.reversed", loan, {
+                "loan_id": loan, "payment_id": f"P{i}", "reason": "bounced"}))
+        i += 1
+    return out
+
+
+def _templates() -> tuple[str, str]:
+    """(current loan, early loan due to move to negotiation on EOD_DATE), id as __ID__."""
+    opened = handlers.open_loan({
+        "loan_id": "__ID__", "borrower_id": "B__ID__", "product": "credit_card",
+        "currency": "CNY", "principal": "5000.00", "opened_on": "2026-01-01",
+        "relationship_manager_id": "rm1"}, date(2026, 1, 1), DEFAULT_POLICY).state
+    early = handlers.apply_payment_missed(opened, {
+        "instalment_no": 1, "due_date": "2026-01-05", "amount_due": "500.00",
+        "amount_unpaid": "500.00"}, date(2026, 2, 4), DEFAULT_POLICY).state
+    assert early.stage == "early" and early.next_transition_date == EOD_DATE
+    current = handlers.age_to(opened, date(2026, 2, 4), DEFAULT_POLICY).state
+    return (orjson.dumps(current.to_dict()).decode(), orjson.dumps(early.to_dict()).decode())
+
+
+_BOOK = text("""
+INSERT INTO loans (loan_id, product, status, stage, dpd, arrears, currency, collector_id, team,
+                   next_transition_date, business_date, state)
+SELECT id, 'credit_card', 'open', CASE WHEN moving THEN 'early' ELSE 'current' END,
+       CASE WHEN moving THEN 30 ELSE 0 END, CASE WHEN moving THEN 500 ELSE 0 END, 'CNY',
+       NULL, NULL, CASE WHEN moving THEN DATE '2026-02-05' END, DATE '2026-02-04',
+       CAST(replace(CASE WHEN moving THEN :early ELSE :current END, '__ID__', id) AS jsonb)
+FROM (SELECT 'E' || lpad(i::text, 8, '0') AS id, i % 20 = 0 AS moving
+      FROM generate_series(1, :n) AS i) AS g
+""")
+
+
+def _eod_worker(url: str, schema: str, prefix: str, shards: int) -> int:
+    async def work() -> int:
+        engine = make_engine(url, schema, pool_size=1)
+        try:
+            eod = EndOfDay(engine, TopicNames(prefix), "urn:bench:staging", schema, shards)
+            return await eod.run_pending()
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(work())
+
+
+async def _end_of_day(s: ServiceSettings, schema: str, prefix: str, workers: int) -> int:
+    loop = asyncio.get_running_loop()
+    with ProcessPoolExecutor(workers) as pool:
+        done = await asyncio.gather(*[
+            loop.run_in_executor(pool, _eod_worker, s.database_url, schema, prefix,
+                                 s.relay_shards) for _ in range(workers)])
+    return sum(done)
+
+
+def _consumer_worker(s: ServiceSettings, schema: str, prefix: str, group: str,
+                     total: int) -> int:
+    """One staging consumer process of the group; stops once ``total`` events are in the inbox
+    (applied or dead-lettered, by any member). Returns the events this process applied."""
+    async def work() -> int:
+        engine = make_engine(s.database_url, schema, pool_size=1)
+        runner = ConsumerRunner(consumer_spec(), engine, RunnerConfig(
+            bootstrap=s.kafka_bootstrap, group_id=group, schema=schema,
+            topics=TopicNames(prefix), max_records=5000, poll_timeout_ms=100))
+        await runner.start()
+        task = asyncio.create_task(runner.run())
+        try:
+            while True:
+                async with engine.connect() as conn:
+                    done = (await conn.execute(text("SELECT count(*) FROM inbox"))).scalar_one()
+                if done >= total or task.done():
+                    break
+                await asyncio.sleep(0.1)
+        finally:
+            await runner.stop()
+            await task
+            await engine.dispose()
+        return runner.applied
+
+    return asyncio.run(work())
+
+
+async def _consume(s: ServiceSettings, schema: str, prefix: str, group: str, total: int,
+                   processes: int) -> float:
+    loop = asyncio.get_running_loop()
+    with ProcessPoolExecutor(processes) as pool:
+        started = time.perf_counter()
+        await asyncio.gather(*[
+            loop.run_in_executor(pool, _consumer_worker, s, schema, prefix, group, total)
+            for _ in range(processes)])
+        return time.perf_counter() - started
+
+
+async def run(n: int, book: int, consumers: int, workers: int) -> str:
+    s = ServiceSettings(service="staging")
+    uid = uuid.uuid4().hex[:8]
+    topics, schema = TopicNames(f"bench{uid}"), f"bench_stg_{uid}"
+    await ensure_topics(s.kafka_bootstrap, [topics.name(t) for t in ALL_TOPICS],
+                        s.topic_partitions)
+    await migrate(s.database_url, schema, MIGRATIONS)
+    engine = make_engine(s.database_url, schema, pool_size=2)
+    try:
+        events = event_mix(n)
+        await _produce(s.kafka_bootstrap, topics.loan_events, events)
+        elapsed = await _consume(s, schema, topics.prefix, f"bench-{uid}", len(events),
+                                 consumers)
+        async with engine.connect() as conn:
+            loans = (await conn.execute(text("SELECT count(*) FROM loans"))).scalar_one()
+            out = (await conn.execute(text("SELECT count(*) FROM outbox"))).scalar_one()
+            dead = (await conn.execute(text(
+                "SELECT count(*) FROM inbox WHERE status <> 'applied'"))).scalar_one()
+        async with engine.begin() as conn:
+            await conn.execute(text("TRUNCATE loans, stage_history, outbox"))
+            current, early = _templates()
+            started = time.perf_counter()
+            await conn.execute(_BOOK, {"n": book, "current": current, "early": early})
+            await conn.execute(text("UPDATE calendar SET business_date = :d, eod_pending = :d"),
+                               {"d": EOD_DATE})
+        load_s = time.perf_counter() - started
+        async with engine.begin() as conn:
+            await conn.execute(text("ANALYZE loans"))
+        started = time.perf_counter()
+        aged = await _end_of_day(s, schema, topics.prefix, workers)
+        eod_s = time.perf_counter() - started
+        async with engine.connect() as conn:
+            moved = (await conn.execute(text(
+                "SELECT count(*) FROM loans WHERE stage = 'negotiation'"))).scalar_one()
+            eod_out = (await conn.execute(text("SELECT count(*) FROM outbox"))).scalar_one()
+        assert moved == aged == book // 20, (moved, aged)
+    finally:
+        async with engine.begin() as conn:
+            await conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        await engine.dispose()
+    return "\n".join([
+        f"Machine: {os.cpu_count()} cores, {platform.platform()}, "
+        f"Python {platform.python_version()}",
+        f"Partitions: {s.topic_partitions}, batch (max_records): 5000, EOD chunk: 5000",
+        "",
+        "| run | items | seconds | per second |", "|---|---:|---:|---:|",
+        f"| event mix through Kafka, all effects committed, {consumers} consumer(s) | "
+        f"{len(events):,} events | "
+        f"{elapsed:.2f} | {len(events) / elapsed:,.0f} |",
+        f"| end of day, {book:,} loans, {aged:,} change stage, {workers} worker(s) | "
+        f"{aged:,} loans | "
+        f"{eod_s:.2f} | {aged / eod_s:,.0f} |",
+        "",
+        f"Throughput run: {loans:,} loans, {out:,} outbox rows, {dead} dead-lettered. "
+        f"End of day: {eod_out:,} outbox rows (stage.changed + case.assigned); "
+        f"book written in {load_s:.1f} s (not counted).",
+    ])
+
+
+def main() -> None:
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
+    book = int(sys.argv[2]) if len(sys.argv) > 2 else 1_000_000
+    consumers = int(sys.argv[3]) if len(sys.argv) > 3 else 1
+    workers = int(sys.argv[4]) if len(sys.argv) > 4 else 2
+    sys.stdout.write(asyncio.run(run(n, book, consumers, workers)) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,118 @@
+"""End of day: age the loans whose next transition is due, in chunks, beside the consumer.
+
+``business_day.closed`` (consumer) sets the business date and ``eod_pending``. This worker
+(a background job of every staging instance, polling the calendar) then repeats, each in its
+own transaction: claim up to ``chunk`` loans with ``next_transition_date <= date`` (indexed)
+``FOR UPDATE SKIP LOCKED``, age them with the domain, write them back and queue their events.
+Several instances share the work; a loan locked by a consumer batch is skipped and taken on a
+later pass (the batch may age it itself, since handlers catch loans up to the business date).
+When nothing is due any more, the run is recorded (``eod_runs``, with the last stage-history
+id, for roll rates) with a portfolio snapshot, and ``eod_pending`` is cleared.
+
+So end of day costs in proportion to the loans whose date is due, not the book. A crash
+midway leaves ``eod_pending`` set: the next poll resumes where the last committed chunk ended.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import replace
+from datetime import date, timedelta
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.staging import store
+from services.staging.casework import Casework
+from services.staging.domain.handlers import age_to
+from services.staging.domain.loan import LoanState
+from shared import outbox
+from shared.context import BatchContext
+from shared.topics import TopicNames
+
+log = logging.getLogger("qingshou.staging.eod")
+
+
+class EndOfDay:
+    def __init__(self, engine: AsyncEngine, topics: TopicNames, source: str, schema: str,
+                 shards: int, chunk: int = 5000, poll_interval: float = 0.5):
+        self.engine = engine
+        self.topics = topics
+        self.source = source
+        self.schema = schema
+        self.shards = shards
+        self.chunk = chunk
+        self.poll_interval = poll_interval
+
+    async def run_forever(self) -> None:
+        while True:
+            try:
+                await self.run_pending()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("end of day failed; will retry")
+            await asyncio.sleep(self.poll_interval)
+
+    async def run_pending(self) -> int:
+        """Finish the pending end of day, if any; returns the loans aged by this instance."""
+        async with self.engine.connect() as conn:
+            cal = await store.calendar(conn)
+        if cal.eod_pending is None:
+            return 0
+        on, aged = cal.eod_pending, 0
+        while True:
+            done = await self.age_chunk(on)
+            aged += done
+            if done:
+                continue
+            async with self.engine.connect() as conn:
+                left = await store.count_due(conn, on)
+            if left == 0:
+                break
+            await asyncio.sleep(0.05)  # held by a consumer batch or another instance
+        await self._finish(on, aged)
+        return aged
+
+    async def age_chunk(self, on: date) -> int:
+        async with self.engine.begin() as conn:
+            loans = await store.claim_due_loans(conn, on, self.chunk)
+            if not loans:
+                return 0
+            ctx = BatchContext(conn, self.topics, self.source)
+            work = Casework(ctx, await store.load_policy(conn), on,
+                            {s.loan_id: s for s in loans})
+            for n, state in enumerate(loans):
+                if n % 200 == 199:
+                    await asyncio.sleep(0)  # CPU-bound: let the consumer and the API breathe
+                state = await work.record(age_to(state, on, work.policy(state)))
+                if state.next_transition_date is not None and state.next_transition_date <= on:
+                    # never claim the same loan twice in one run
+                    log.warning("next transition not after the business date",
+                                extra={"loan_id": state.loan_id})
+                    work.loans[state.loan_id] = _postpone(state, on)
+            await work.flush()
+            await outbox.write(conn, ctx.outbox, self.shards, self.schema)
+        return len(loans)
+
+    async def _finish(self, on: date, aged: int) -> None:
+        async with self.engine.begin() as conn:
+            cal = await store.calendar(conn, lock=True)
+            if cal.eod_pending != on:
+                return
+            await conn.execute(text("""
+                INSERT INTO eod_runs (business_date, history_upto, aged)
+                SELECT :d, COALESCE(max(id), 0), :n FROM stage_history
+                ON CONFLICT (business_date) DO NOTHING"""), {"d": on, "n": aged})
+            await conn.execute(text("""
+                INSERT INTO portfolio_snapshots (business_date, product, stage, loans, arrears)
+                SELECT :d, product, stage, count(*), sum(arrears) FROM loans
+                WHERE status = 'open' GROUP BY product, stage
+                ON CONFLICT DO NOTHING"""), {"d": on})
+            await store.set_calendar(conn, cal.business_date, None)
+        log.info("end of day done", extra={"business_date": on.isoformat(), "aged": aged})
+
+
+def _postpone(state: LoanState, on: date) -> LoanState:
+    return replace(state, next_transition_date=on + timedelta(days=1))

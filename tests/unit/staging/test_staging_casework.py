@@ -1,0 +1,77 @@
+"""The staging adapter's unit of work with a fake roster: events match the shared models,
+owners are resolved and open-case counts follow the owners."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import orjson
+import pytest
+
+from services.staging import store
+from services.staging.casework import Casework
+from services.staging.domain import handlers
+from services.staging.domain.policy import DEFAULT_POLICY, DEFAULT_POLICY_SET
+from shared.context import BatchContext
+from shared.events import parse_event
+from shared.topics import TopicNames
+
+
+@pytest.fixture
+def roster(monkeypatch: pytest.MonkeyPatch) -> dict[str, store.Collector]:
+    members = {
+        "rm1": store.Collector("rm1", "RM", "negotiation", 10, False, 0),
+        "n1": store.Collector("n1", "N1", "negotiation", 10, True, 3),
+        "n2": store.Collector("n2", "N2", "negotiation", 5, True, 1),
+    }
+
+    async def lock(conn: object) -> dict[str, store.Collector]:
+        return members
+
+    monkeypatch.setattr(store, "lock_roster", lock)
+    return members
+
+
+def _loan(rm: str | None = None):
+    data = {"loan_id": "L1", "borrower_id": "B1", "product": "consumer_loan",
+            "currency": "CNY", "principal": "1000.00", "opened_on": "2026-01-01",
+            "relationship_manager_id": rm}
+    state = handlers.open_loan(data, date(2026, 1, 1), DEFAULT_POLICY).state
+    return handlers.apply_payment_missed(state, {
+        "instalment_no": 1, "due_date": "2026-01-05", "amount_due": "100.00",
+        "amount_unpaid": "100.00"}, date(2026, 1, 5), DEFAULT_POLICY).state
+
+
+def _sent(ctx: BatchContext) -> list[tuple[str, dict]]:
+    events = [parse_event(m.value) for m in ctx.outbox]
+    return [(e.type, orjson.loads(e.to_json())["data"]) for e in events]
+
+
+async def test_inactive_relationship_manager_falls_back_to_least_loaded(roster):
+    ctx = BatchContext(None, TopicNames(""), "urn:test")  # type: ignore[arg-type]
+    work = Casework(ctx, DEFAULT_POLICY_SET, date(2026, 2, 5), {})
+    state = await work.record(handlers.age_to(_loan(rm="rm1"), date(2026, 2, 5),
+                                              DEFAULT_POLICY))
+    assert state.stage == "negotiation" and state.owner.collector_id == "n2"
+    assert work.deltas == {"n2": 1} and roster["n2"].open_cases == 2
+    assert [t for t, _ in _sent(ctx)] == ["stage.changed", "case.assigned"]
+
+
+async def test_closed_loan_and_repayment_events_fit_the_shared_models(roster):
+    ctx = BatchContext(None, TopicNames(""), "urn:test")  # type: ignore[arg-type]
+    work = Casework(ctx, DEFAULT_POLICY_SET, date(2026, 2, 5), {})
+    state = await work.record(handlers.age_to(_loan(rm="rm9"), date(2026, 2, 5),
+                                              DEFAULT_POLICY))
+    assert state.owner.collector_id == "rm9"
+    state = await work.record(handlers.apply_repayment_received(state, {
+        "payment_id": "P1", "amount": "30.00", "currency": "CNY", "value_date": "2026-02-05"},
+        date(2026, 2, 5), DEFAULT_POLICY))
+    await work.record(handlers.apply_loan_closed(state, {"reason": "sold"}, date(2026, 2, 5),
+                                                 DEFAULT_POLICY))
+    sent = _sent(ctx)
+    assert [t for t, _ in sent] == ["stage.changed", "case.assigned", "repayment.applied",
+                                    "stage.changed", "case.unassigned"]
+    assert sent[1][1]["team"] == "negotiation"  # the relationship manager's fallback team
+    assert sent[2][1]["collector_id"] == "rm9" and "instalments" not in sent[2][1]
+    assert (sent[3][1]["to_stage"], sent[3][1]["reason"]) == ("current", "closed")
+    assert work.deltas == {"rm9": 0}
