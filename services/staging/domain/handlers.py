@@ -204,7 +204,9 @@ def apply_repayment_received(state: LoanState, data: dict[str, Any], business_da
     change = record_repayment(before, payment_id, amount, text(data, "currency"), value_date,
                               received_on=state.business_date, seq=state.next_seq)
     stage_before = state.stage
-    state = replace(state, ledger=change.ledger, next_seq=state.next_seq + 1)
+    credited = {**state.credited, payment_id: state.owner_on(value_date)}
+    state = replace(state, ledger=change.ledger, next_seq=state.next_seq + 1,
+                    credited=credited)
     state, promise_events = _promises(state, policy)
     state, stage_events = _settle(state, policy, "repayment")
     if _lower(policy, state.stage, stage_before):

@@ -76,6 +76,9 @@ class LoanState:
     # For a surviving payment that moved the loan down: the stage it found on arrival, the
     # floor its reversal restores (see delinquency).
     stage_at_receipt: Mapping[str, str] = field(default_factory=dict)
+    # Who each payment's repayment.applied credited: its un-application names the same
+    # collector even when the owner changed later that day (a cure unassigns at once).
+    credited: Mapping[str, str | None] = field(default_factory=dict)
     next_seq: int = 1
     policy_version: int | None = None
     next_transition_date: date | None = None
@@ -91,6 +94,12 @@ class LoanState:
     @property
     def open_promises(self) -> tuple[Promise, ...]:
         return tuple(p for p in self.promises if p.status == OPEN)
+
+    def credited_to(self, payment_id: str, value_date: date) -> str | None:
+        """The collector a payment's application credits (or credited, once applied)."""
+        if payment_id in self.credited:
+            return self.credited[payment_id]
+        return self.owner_on(value_date)
 
     def owner_on(self, day: date) -> str | None:
         """The collector owning the case on ``day`` (the last change of that day wins)."""
@@ -115,6 +124,7 @@ class LoanState:
             "owner_history": [[iso(p.since), p.collector_id] for p in self.owner_history],
             "promises": [p.to_dict() for p in self.promises],
             "stage_at_receipt": dict(self.stage_at_receipt),
+            "credited": dict(self.credited),
             "next_seq": self.next_seq, "policy_version": self.policy_version,
             "next_transition_date": iso(self.next_transition_date),
         }
@@ -136,6 +146,7 @@ class LoanState:
                                 for s, c in d["owner_history"]),
             promises=tuple(Promise.from_dict(p) for p in d["promises"]),
             stage_at_receipt=dict(d.get("stage_at_receipt", {})),
+            credited=dict(d.get("credited", {})),
             next_seq=d["next_seq"], policy_version=d.get("policy_version"),
             next_transition_date=from_iso(d.get("next_transition_date")),
         )

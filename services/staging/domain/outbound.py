@@ -55,7 +55,8 @@ def repayment(kind: str, state: LoanState, allocation: Allocation, value_date: d
         "amount": str(allocation.amount), "to_arrears": str(allocation.to_arrears),
         "excess": str(allocation.excess), "currency": state.currency,
         "value_date": iso(value_date), "stage": state.stage, "dpd_before": dpd_before,
-        "dpd_after": state.dpd, "collector_id": state.owner_on(value_date), "reason": reason,
+        "dpd_after": state.dpd,
+        "collector_id": state.credited_to(allocation.payment_id, value_date), "reason": reason,
         "instalments": allocation.to_dict()["instalments"],
     })
 

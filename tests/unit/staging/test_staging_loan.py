@@ -157,3 +157,15 @@ def test_handler_table_covers_the_staging_inbound_types():
     assert set(HANDLERS) == {"payment.missed", "repayment.received", "repayment.reversed",
                              "case.flag.raised", "case.flag.cleared", "promise.made",
                              "loan.closed"}
+
+
+def test_cure_then_reversal_on_the_same_day_claws_back_from_the_credited_collector():
+    s = legal_loan()
+    cured = repay(s, "p1", "1000", on=day(96), value_date=day(96))
+    assert of_type(cured, "repayment.applied")[0]["collector_id"] == "c-legal"
+    assert cured.state.owner.collector_id is None  # the cure unassigned the case that day
+    o = reverse(cured.state, "p1", on=day(96))
+    (unapplied,) = of_type(o, "repayment.unapplied")
+    assert unapplied["collector_id"] == "c-legal"
+    again = LoanState.from_dict(json.loads(json.dumps(cured.state.to_dict())))
+    assert again.credited == {"p1": "c-legal"}
