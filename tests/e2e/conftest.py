@@ -40,6 +40,8 @@ class Stack:
     prefix: str
     urls: dict[str, str]
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+    envs: dict[str, dict[str, str]] = field(default_factory=dict)
+    logs: Path | None = None
     client: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=10,
                                                                       headers=ADMIN))
 
@@ -52,6 +54,24 @@ class Stack:
 
     def get(self, service: str, path: str, **params: Any) -> httpx.Response:
         return self.client.get(self.url(service, path), params=params or None)
+
+    def kill9(self, name: str) -> None:
+        """SIGKILL a service: no shutdown, no commit of anything in flight."""
+        proc = self.procs[name]
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+
+    def start(self, name: str) -> None:
+        """(Re)start a service with its environment and wait until it is ready."""
+        assert self.logs is not None
+        module = "services.sandbox" if name == "sandbox" else f"services.{name}"
+        proc = self.procs[name] = _start(name, module, self.envs[name], self.logs)
+
+        def ready() -> bool:
+            assert proc.poll() is None, (self.logs / f"{name}.log").read_text()[-3000:]
+            return httpx.get(self.url(name, "/readyz"), timeout=3).status_code == 200
+
+        self.wait_for(ready, timeout=90)
 
     def wait_for(self, check: Callable[[], Any], timeout: float = 60.0) -> Any:
         """Poll ``check`` until it returns something truthy; fail after ``timeout`` seconds."""
@@ -69,7 +89,7 @@ class Stack:
 
 
 def _start(name: str, module: str, env: dict[str, str], logs: Path) -> subprocess.Popen:
-    log = (logs / f"{name}.log").open("wb")
+    log = (logs / f"{name}.log").open("ab")
     return subprocess.Popen([sys.executable, "-m", module], cwd=ROOT, env=env, stdout=log,
                             stderr=subprocess.STDOUT, start_new_session=True)
 
@@ -85,21 +105,18 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     base = dict(os.environ, QS_KAFKA_BOOTSTRAP=KAFKA, QS_DATABASE_URL=DB_URL,
                 QS_TOPIC_PREFIX=stack.prefix, QS_TOPIC_PARTITIONS="3",
                 QS_RELAY_POLL_INTERVAL_S="0.1", QS_LOG_LEVEL="INFO")
-    stack.procs["sandbox"] = _start("sandbox", "services.sandbox",
-                                    dict(base, QS_SANDBOX_PORT=str(ports["sandbox"])), logs)
+    stack.logs = logs
+    stack.envs["sandbox"] = dict(base, QS_SANDBOX_PORT=str(ports["sandbox"]))
     for name in ("ingest", "staging", "notifier", "incentives"):
         env = dict(base, QS_PORT=str(ports[name]), QS_DB_SCHEMA=f"e_{uid}_{name}")
         if name == "notifier":
             env.update(QS_SIMULATION_CLOCK="true",
                        **{f"QS_PROVIDER_{c.upper()}_URL": f"{sandbox_url}/v1/{c}"
                           for c in ("sms", "email", "voice", "letter")})
-        stack.procs[name] = _start(name, f"services.{name}", env, logs)
+        stack.envs[name] = env
     try:
-        for name, proc in stack.procs.items():
-            def ready(name: str = name, proc: subprocess.Popen = proc) -> bool:
-                assert proc.poll() is None, (logs / f"{name}.log").read_text()[-3000:]
-                return httpx.get(stack.url(name, "/readyz"), timeout=3).status_code == 200
-            stack.wait_for(ready, timeout=90)
+        for name in stack.envs:
+            stack.start(name)
         yield stack
     finally:
         for proc in stack.procs.values():
