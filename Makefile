@@ -45,8 +45,14 @@ down:
 clean: down
 	rm -rf $(QS_HOME)
 
+# The demo plays business dates, not the wall clock: the notifier must run with the simulation
+# clock (services already running keep the clock they were started with).
+QS_DEMO_LOANS ?= 2000
+QS_DEMO_DAYS ?= 120
+demo: export QS_SIMULATION_CLOCK ?= true
 demo: up
 	@$(PY) -m shared.cli check
+	@$(PY) -m shared.cli demo play --loans $(QS_DEMO_LOANS) --days $(QS_DEMO_DAYS)
 
 lint: venv
 	$(VENV)/bin/ruff check .

@@ -22,9 +22,12 @@ app = typer.Typer(help="Qingshou ops tool: topics, health, dead letters, loans, 
 dlq_app = typer.Typer(help="List and replay the dead letters of a topic.", no_args_is_help=True)
 stack_app = typer.Typer(help="Start, stop and inspect the local stack.", no_args_is_help=True)
 loan_app = typer.Typer(help="Look at one loan across the services.", no_args_is_help=True)
+demo_app = typer.Typer(help="Generate a synthetic portfolio, or play it through the stack.",
+                       no_args_is_help=True)
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(stack_app, name="stack")
 app.add_typer(loan_app, name="loan")
+app.add_typer(demo_app, name="demo")
 console = Console()
 
 SERVICE_PORTS = {"ingest": 8001, "staging": 8002, "notifier": 8003, "incentives": 8004}
@@ -303,6 +306,73 @@ def loan_show(
             _print_loan(s.body)
         else:
             _print_contacts(s.body)
+
+
+# -- the demo ----------------------------------------------------------------------------------
+
+@demo_app.command("generate")
+def demo_generate(
+    out: str = typer.Option(..., "--out", help="JSON lines file to write ('-' for stdout)"),
+    loans: int = typer.Option(2000, min=1, help="loans in the book"),
+    days: int = typer.Option(120, min=1, help="business days"),
+    seed: int = typer.Option(7, help="random seed (same seed, same events)"),
+    start: str = typer.Option("2025-01-06", help="first business date (YYYY-MM-DD)"),
+    tag: str = typer.Option("DEMO", help="prefix of the loan, borrower and event ids"),
+) -> None:
+    """Write the synthetic portfolio as CloudEvents, one JSON object per line, day by day."""
+    import datetime as dt
+    import sys
+
+    from rich.progress import Progress
+
+    from shared.demo.generator import DemoConfig, generate
+
+    try:
+        cfg = DemoConfig(loans=loans, days=days, seed=seed, start=dt.date.fromisoformat(start),
+                         tag=tag)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    n = 0
+    sink = sys.stdout.buffer if out == "-" else open(out, "wb")
+    try:
+        with Progress(console=Console(stderr=True), disable=out == "-") as progress:
+            task = progress.add_task("generating", total=days)
+            for batch in generate(cfg):
+                sink.write(b"".join(orjson.dumps(e) + b"\n" for e in batch))
+                n += len(batch)
+                progress.advance(task)
+    finally:
+        if sink is not sys.stdout.buffer:
+            sink.close()
+    Console(stderr=True).print(f"{n:,} events for {loans:,} loans over {days} business days"
+                               f" -> {escape(out)}")
+
+
+@demo_app.command("play")
+def demo_play(
+    loans: int = typer.Option(2000, min=1, envvar="QS_DEMO_LOANS", help="loans in the book"),
+    days: int = typer.Option(120, min=1, envvar="QS_DEMO_DAYS", help="business days to play"),
+    seed: int = typer.Option(7, envvar="QS_DEMO_SEED", help="random seed"),
+    speed: bool = typer.Option(False, "--speed", help="do not wait for staging's end of day "
+                                                      "after every day (only every 10th)"),
+    api_key: str = typer.Option("qs-dev-admin", envvar="QS_API_KEY",
+                                help="bearer key with the events and admin scopes"),
+) -> None:
+    """Play a synthetic portfolio through the running stack and print the summary."""
+    from shared.demo.player import play
+    from shared.topics import CONTACT_OUTCOMES
+
+    s = ServiceSettings()
+    urls = {name: _service_url(name) for name in SERVICE_PORTS}
+    urls["sandbox"] = f"http://127.0.0.1:{os.environ.get('QS_SANDBOX_PORT', '8005')}"
+    try:
+        asyncio.run(play(loans=loans, days=days, seed=seed, speed=speed, urls=urls,
+                         api_key=api_key, bootstrap=s.kafka_bootstrap,
+                         contacts_topic=TopicNames(s.topic_prefix).name(CONTACT_OUTCOMES),
+                         console=console))
+    except (httpx.HTTPError, RuntimeError) as exc:
+        console.print(f"[red]demo failed: {escape(str(exc) or repr(exc))}[/]")
+        raise typer.Exit(1) from exc
 
 
 if __name__ == "__main__":
