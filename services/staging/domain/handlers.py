@@ -86,8 +86,26 @@ def _settle(state: LoanState, policy: Policy, reason: str,
 
 
 def _catch_up(state: LoanState, on: date, policy: Policy) -> tuple[LoanState, list[Emitted]]:
+    """Age the loan to ``on``, stopping at every transition date in between.
+
+    A loan several business days behind (end of day skipped it, staging caught up after an
+    outage, closes replayed back to back) gets the same stage history and events as one aged
+    every day: early is entered on its own date before negotiation, and so on.
+    """
     if state.status == CLOSED_STATUS or on <= state.business_date:
         return state, []
+    events: list[Emitted] = []
+    for _ in range(1000):  # a loan has a handful of transitions; the bound is a safety net
+        step = next_transition_date(state, policy)
+        if step is None or step >= on or step <= state.business_date:
+            break
+        state, stepped = _age_once(state, step, policy)
+        events += stepped
+    state, stepped = _age_once(state, on, policy)
+    return state, events + stepped
+
+
+def _age_once(state: LoanState, on: date, policy: Policy) -> tuple[LoanState, list[Emitted]]:
     state = replace(state, business_date=on, flags=expire_flags(state.flags, on))
     state, promise_events = _promises(state, policy)
     state, stage_events = _settle(state, policy, "aging")

@@ -54,7 +54,10 @@ async def test_inactive_relationship_manager_falls_back_to_least_loaded(roster):
                                               DEFAULT_POLICY))
     assert state.stage == "negotiation" and state.owner.collector_id == "n2"
     assert work.deltas == {"n2": 1} and roster["n2"].open_cases == 2
-    assert [t for t, _ in _sent(ctx)] == ["stage.changed", "case.assigned"]
+    # aged a month at once: early is entered on its own date, then negotiation
+    sent = _sent(ctx)
+    assert [t for t, _ in sent] == ["stage.changed", "stage.changed", "case.assigned"]
+    assert [d["to_stage"] for t, d in sent if t == "stage.changed"] == ["early", "negotiation"]
 
 
 async def test_closed_loan_and_repayment_events_fit_the_shared_models(roster):
@@ -68,7 +71,7 @@ async def test_closed_loan_and_repayment_events_fit_the_shared_models(roster):
         date(2026, 2, 5), DEFAULT_POLICY))
     await work.record(handlers.apply_loan_closed(state, {"reason": "sold"}, date(2026, 2, 5),
                                                  DEFAULT_POLICY))
-    sent = _sent(ctx)
+    sent = _sent(ctx)[1:]  # [0] is the entry into early on its own date
     assert [t for t, _ in sent] == ["stage.changed", "case.assigned", "repayment.applied",
                                     "stage.changed", "case.unassigned"]
     assert sent[1][1]["team"] == "negotiation"  # the relationship manager's fallback team

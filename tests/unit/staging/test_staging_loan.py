@@ -169,3 +169,13 @@ def test_cure_then_reversal_on_the_same_day_claws_back_from_the_credited_collect
     assert unapplied["collector_id"] == "c-legal"
     again = LoanState.from_dict(json.loads(json.dumps(cured.state.to_dict())))
     assert again.credited == {"p1": "c-legal"}
+
+
+def test_a_loan_aged_months_at_once_enters_each_stage_on_its_own_date():
+    s = missed(new_loan(), 1, day(0), "1000").state
+    aged = age(s, day(95))
+    changes = [(h.to_stage, h.business_date, h.dpd) for h in aged.state.history]
+    assert changes == [("early", day(1), 1), ("negotiation", day(31), 31),
+                       ("intensive", day(61), 61), ("legal", day(91), 91)]
+    assert [e.data["to_stage"] for e in aged.events if e.type == "stage.changed"] == [
+        "early", "negotiation", "intensive", "legal"]
