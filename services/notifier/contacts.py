@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import text
@@ -62,11 +62,16 @@ def _row_for(req: ContactRequest, decision: Decision, now: datetime) -> dict[str
     return log_row(req, "suppressed", reason, now)
 
 
+_BORROWER_WAIT_MIN = timedelta(minutes=15)
+
+
 async def decide_and_record(ctx: BatchContext, req: ContactRequest, now: datetime,
                             policy: ContactPolicy) -> Decision | None:
     """Decide one request with fresh loan, borrower and history; log, publish and queue it.
 
-    Returns None when the borrower is unknown (logged as suppressed: nothing to decide on).
+    Returns None when the borrower is unknown: the request is deferred (reason
+    ``unknown_borrower``) and decided again once the borrower may be known, or suppressed when
+    it has waited longer than the policy's staleness limit.
     """
     conn = ctx.conn
     loan = await store.load_loan(conn, req.loan_id)
@@ -75,7 +80,14 @@ async def decide_and_record(ctx: BatchContext, req: ContactRequest, now: datetim
     flags = loan.flags if loan is not None else frozenset()
     found = await store.load_borrower(conn, req.borrower_id)
     if found is None:
-        row = log_row(req, "suppressed", "unknown_borrower", now)
+        # borrower.updated travels keyed by borrower, so it may land after the loan's first
+        # trigger: wait for it (backing off) while the request is fresh, then give up
+        retry = now + max(_BORROWER_WAIT_MIN, now - req.created_at)
+        if retry <= req.created_at + policy.max_deferral:
+            row = log_row(req, "deferred", "unknown_borrower", now, scheduled_for=retry)
+            await store.queue_deferred(conn, req, retry)
+        else:
+            row = log_row(req, "suppressed", "unknown_borrower", now)
         await store.append_log(conn, [row])
         publish(ctx, row)
         return None

@@ -430,3 +430,35 @@ async def test_owner_intro_and_promise_thanks_respect_the_daily_caps(
         ("owner_intro", "email"): ("deferred", "frequency_cap", tomorrow),
         ("promise_thanks", "sms"): ("deferred", "frequency_cap", tomorrow),
     }
+
+
+async def test_a_contact_for_a_borrower_not_yet_known_waits_for_the_borrower(
+        notifier: Notifier, producer, topics, uid):
+    """borrower.updated is keyed by borrower and may arrive after the loan's stage change."""
+    loan, borrower = f"L{uid}", f"B{uid}"
+    notifier.clock.at = datetime(2026, 11, 27, 3, 0, tzinfo=UTC)  # 11:00 in Shanghai
+    await publish(producer, topics, "collection-stages", "stage.changed", loan, {
+        "loan_id": loan, "borrower_id": borrower, "product": "consumer_loan",
+        "from_stage": "current", "to_stage": "early", "dpd": 1, "arrears": "800.00",
+        "currency": "CNY", "business_date": "2026-11-27", "reason": "missed_payment"})
+
+    async def waiting() -> bool:
+        return [(s, r) for _, s, r in await statuses(notifier, loan)] == [
+            ("deferred", "unknown_borrower")] * 2
+
+    await eventually(waiting)
+    await publish(producer, topics, "loan-events", "borrower.updated", borrower, {
+        "borrower_id": borrower, "name": "Li Hua", "phone": "+8613800000000",
+        "email": "li.hua@example.com", "timezone": "Asia/Shanghai", "language": "en",
+        "opted_out_channels": [], "vulnerable": False})
+
+    async def known() -> bool:
+        return bool(await notifier.rows("SELECT 1 FROM borrowers WHERE borrower_id = :b",
+                                        b=borrower))
+
+    await eventually(known)
+    notifier.clock.at = datetime(2026, 11, 27, 3, 20, tzinfo=UTC)  # after the 15-minute wait
+    assert await notifier.scheduler.tick() == 2
+    assert await notifier.dispatcher.tick() == 2
+    sent = [c for c, s, _ in await statuses(notifier, loan) if s == "sent"]
+    assert sorted(set(sent)) == ["email", "sms"]
