@@ -6,7 +6,8 @@
 #
 # Needed: kcat (Kafka CLI checks), docker-compose (Debian's 1.29, for `docker-compose config -q`),
 # wrk (HTTP load), postgresql (server binaries for scripts/pg.sh), a Java 17+ runtime and
-# maven (scripts/kafka.sh assembles the broker from Maven Central).
+# maven (scripts/kafka.sh assembles the broker from Maven Central), chromium (the console's
+# browser tests drive Debian's Chromium with Playwright: /usr/bin/chromium).
 set -euo pipefail
 
 missing=()
@@ -19,6 +20,9 @@ have wrk || missing+=(wrk)
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
 have java || missing+=(openjdk-17-jre-headless)
 have mvn || missing+=(maven)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+# a CJK font, so zh-CN pages render as characters (not boxes) in the console's screenshots
+compgen -G "/usr/share/fonts/truetype/wqy/wqy-microhei.tt*" >/dev/null || missing+=(fonts-wqy-microhei)
 
 if ((${#missing[@]} == 0)); then
     exit 0

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Start, stop and inspect the provider sandbox and the four Qingshou services in the
-# background, each with its own pid file and JSON log under $QS_HOME/run and $QS_HOME/logs.
+# Start, stop and inspect the provider sandbox, the four Qingshou services and the web console
+# in the background, each with its own pid file and JSON log under $QS_HOME/run and $QS_HOME/logs.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 QS_HOME="${QS_HOME:-$ROOT/.local}"
@@ -9,7 +9,7 @@ RUN="$QS_HOME/run"; LOGS="$QS_HOME/logs"
 mkdir -p "$RUN" "$LOGS"
 
 # name:port — ports can be moved with QS_<NAME>_PORT
-SERVICES="sandbox:${QS_SANDBOX_PORT:-8005} ingest:${QS_INGEST_PORT:-8001} staging:${QS_STAGING_PORT:-8002} notifier:${QS_NOTIFIER_PORT:-8003} incentives:${QS_INCENTIVES_PORT:-8004}"
+SERVICES="sandbox:${QS_SANDBOX_PORT:-8005} ingest:${QS_INGEST_PORT:-8001} staging:${QS_STAGING_PORT:-8002} notifier:${QS_NOTIFIER_PORT:-8003} incentives:${QS_INCENTIVES_PORT:-8004} console:${QS_CONSOLE_PORT:-8006}"
 [ -n "${QS_STACK_EXTRA:-}" ] && SERVICES="$SERVICES $QS_STACK_EXTRA"
 
 alive() { [ -f "$RUN/$1.pid" ] && kill -0 "$(cat "$RUN/$1.pid")" 2>/dev/null; }
@@ -26,6 +26,9 @@ start_one() {  # start_one <name> <port>
   ( cd "$ROOT" && export QS_PORT="$port" \
       QS_KAFKA_BOOTSTRAP="${QS_KAFKA_BOOTSTRAP:-127.0.0.1:${QS_KAFKA_PORT:-9092}}" \
       QS_DATABASE_URL="${QS_DATABASE_URL:-postgresql+asyncpg://postgres@127.0.0.1:${QS_PG_PORT:-55432}/qingshou}" \
+      QS_CONSOLE_STAGING_URL="${QS_CONSOLE_STAGING_URL:-http://127.0.0.1:${QS_STAGING_PORT:-8002}}" \
+      QS_CONSOLE_NOTIFIER_URL="${QS_CONSOLE_NOTIFIER_URL:-http://127.0.0.1:${QS_NOTIFIER_PORT:-8003}}" \
+      QS_CONSOLE_INCENTIVES_URL="${QS_CONSOLE_INCENTIVES_URL:-http://127.0.0.1:${QS_INCENTIVES_PORT:-8004}}" \
     && exec setsid "$PY" -m "services.$name" >>"$LOGS/$name.log" 2>&1 </dev/null ) &
   echo $! > "$RUN/$name.pid"
 }

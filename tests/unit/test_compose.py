@@ -141,7 +141,23 @@ def test_docker_compose_rejects_a_broken_depends_on_condition(tmp_path: Path):
 def test_the_expected_services_and_nothing_built_elsewhere(services):
     assert set(INFRA) | set(APP_SERVICES) <= set(services)
     built = {name for name, svc in services.items() if "build" in svc}
-    assert built == {*APP_SERVICES, "provider-sandbox"}
+    assert built == {*APP_SERVICES, "provider-sandbox", "console"}
+
+
+def test_console_reads_the_services_over_the_compose_network(services):
+    console = services["console"]
+    assert console["command"] == "python -m services.console"
+    assert console["ports"] == ["127.0.0.1:8006:8006"]
+    assert (ROOT / "services" / "console" / "__main__.py").is_file()
+    env = _as_dict(console["environment"])
+    assert env["QS_HOST"] == "0.0.0.0"
+    assert env["QS_CONSOLE_STAGING_URL"] == "http://staging:8002"
+    assert env["QS_CONSOLE_NOTIFIER_URL"] == "http://notifier:8003"
+    assert env["QS_CONSOLE_INCENTIVES_URL"] == "http://incentives:8004"
+    for upstream in ("staging", "notifier", "incentives"):
+        assert console["depends_on"][upstream]["condition"] == "service_healthy"
+    joined = " ".join(_healthcheck_test(console))
+    assert "http://127.0.0.1:8006/readyz" in joined and "curl" not in joined
 
 
 def test_notifier_talks_to_the_provider_sandbox(services):
