@@ -237,9 +237,20 @@ def create_app(settings: ConsoleSettings | None = None,
                                        fmt=lambda v: f"{v:,.2f}") if stages else None
         totals = [{"stage": s, "count": loans[s], "arrears": f"{arrears[s]:.2f}"}
                   for s in stages]
+        trend = await upstreams.get("staging", "/v1/portfolio/history?limit=60")
+        days = (trend.data or {}).get("items") or []
+        # delinquent stages only: the current book would flatten every other line
+        trend_stages = [s for s in stage_order({s for d in days for s in d["stages"]})
+                        if s != "current"]
+        trend_svg = charts.line_chart(
+            [d["business_date"] for d in days],
+            [(stage_name(s), [d["stages"].get(s, {}).get("count", 0) for d in days])
+             for s in trend_stages],
+            title=t("portfolio.trend")) if len(days) > 1 and trend_stages else None
         return render(request, "portfolio.html", replies=[reply], rows=rows, totals=totals,
                       business_date=(reply.data or {}).get("business_date"),
-                      loans_svg=loans_svg, arrears_svg=arrears_svg, loaded=reply.ok)
+                      loans_svg=loans_svg, arrears_svg=arrears_svg, loaded=reply.ok,
+                      trend_svg=trend_svg)
 
     @app.get("/roll-rates", response_class=HTMLResponse)
     async def roll_rates(request: Request) -> HTMLResponse:

@@ -74,6 +74,44 @@ def bar_chart(bars: Sequence[tuple[str, float | Decimal | int | str]], *, title:
     return Markup("".join(parts))  # noqa: S704 - every interpolated text is escaped above
 
 
+SERIES_COLOURS = ("#2b6cb0", "#dd6b20", "#c53030", "#6b46c1", "#2f855a", "#4a5568", "#b7791f")
+
+
+def line_chart(labels: Sequence[str], series: Sequence[tuple[str, Sequence[float | int]]], *,
+               title: str, width: int = 640, height: int = 260) -> Markup:
+    """One polyline per ``(name, values)`` over the x ``labels``, with a legend."""
+    top, bottom, side, legend_w = 28, 40, 40, 130
+    plot_w, plot_h = width - side - legend_w, height - top - bottom
+    peak = max((_num(v) for _, values in series for v in values), default=0.0) or 1.0
+    step = plot_w / max(len(labels) - 1, 1)
+
+    def point(i: int, v: float | int) -> str:
+        return f"{side + i * step:.1f},{top + plot_h - plot_h * max(0.0, _num(v)) / peak:.1f}"
+
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" role="img" '
+             f'width="{width}" height="{height}" viewBox="0 0 {width} {height}">',
+             f"<title>{escape(title)}</title>",
+             f'<line x1="{side}" y1="{top + plot_h}" x2="{side + plot_w}" y2="{top + plot_h}" '
+             f'stroke="#888" stroke-width="1"/>',
+             f'<text x="{side - 6}" y="{top + 4}" text-anchor="end" font-size="11">'
+             f"{peak:,.0f}</text>"]
+    for j, (name, values) in enumerate(series):
+        colour = SERIES_COLOURS[j % len(SERIES_COLOURS)]
+        points = " ".join(point(i, v) for i, v in enumerate(values))
+        parts.append(f'<polyline class="series" fill="none" stroke="{colour}" stroke-width="2" '
+                     f'points="{points}"><title>{escape(name)}</title></polyline>')
+        y = top + 14 * j
+        parts.append(f'<rect x="{side + plot_w + 12}" y="{y}" width="10" height="10" '
+                     f'fill="{colour}"/><text x="{side + plot_w + 26}" y="{y + 9}" '
+                     f'font-size="12">{escape(name)}</text>')
+    for i in sorted({0, len(labels) - 1}):
+        if 0 <= i < len(labels):
+            parts.append(f'<text x="{side + i * step:.1f}" y="{top + plot_h + 18}" '
+                         f'text-anchor="middle" font-size="11">{escape(labels[i])}</text>')
+    parts.append("</svg>")
+    return Markup("".join(parts))  # noqa: S704 - every interpolated text is escaped above
+
+
 def heat_map(rows: Sequence[str], cols: Sequence[str], rate: Callable[[str, str], float | None],
              *, title: str, row_label: Callable[[str], str] = str,
              col_label: Callable[[str], str] = str, cell: int = 84) -> Markup:

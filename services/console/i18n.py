@@ -46,9 +46,8 @@ MESSAGES: dict[str, dict[str, str]] = {
         "portfolio.total": "Total",
         "portfolio.empty": "No open loans.",
         "portfolio.trend": "Trend over business days",
-        "portfolio.trend_note": "Staging publishes the current snapshot only, so the console "
-                                "cannot draw a trend; this is the snapshot of the business "
-                                "date above.",
+        "portfolio.trend_note": "Loans per overdue stage at each closed business day (staging's "
+                                "end-of-day snapshots, the last 60); current is left out.",
         "portfolio.arrears_note": "Arrears are summed across currencies as reported.",
         "roll.title": "Roll-rate matrix",
         "roll.period": "From {start} to {end}",
@@ -180,8 +179,8 @@ MESSAGES: dict[str, dict[str, str]] = {
         "portfolio.total": "合计",
         "portfolio.empty": "没有在贷贷款。",
         "portfolio.trend": "按营业日的趋势",
-        "portfolio.trend_note": "staging 服务只提供当前快照，控制台无法绘制趋势；"
-                                "以上为所示营业日的快照。",
+        "portfolio.trend_note": "各逾期阶段在每个已结营业日的贷款笔数（staging 日终快照，"
+                                "最近 60 天）；不含正常阶段。",
         "portfolio.arrears_note": "逾期金额按服务返回的数值跨币种相加。",
         "roll.title": "迁徙率矩阵",
         "roll.period": "从 {start} 到 {end}",

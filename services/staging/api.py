@@ -32,7 +32,7 @@ from services.staging.casework import Casework
 from services.staging.domain.handlers import age_to, request_reassignment
 from services.staging.domain.loan import LoanState
 from services.staging.domain.policy import TEAMS, validate_policy
-from services.staging.portfolio import portfolio
+from services.staging.portfolio import history, portfolio
 from shared import outbox
 from shared.api import require
 from shared.context import BatchContext
@@ -191,6 +191,12 @@ def build_router(runtime: Runtime) -> APIRouter:
                         limit: int = Query(100, ge=1, le=1000),
                         cursor: str | None = None) -> dict[str, Any]:
         return await list_loans(engine(), stage, collector_id, limit, cursor)
+
+    @router.get("/portfolio/history", dependencies=READ)
+    async def get_portfolio_history(limit: int = Query(30, ge=1, le=366)) -> dict[str, Any]:
+        """Loans and arrears per stage at each of the last ``limit`` closed business days."""
+        async with engine().connect() as conn:
+            return {"items": await history(conn, limit)}
 
     @router.get("/portfolio", dependencies=READ)
     async def get_portfolio() -> dict[str, Any]:

@@ -38,6 +38,24 @@ def _money(value: Decimal | None) -> str:
     return format((value or Decimal(0)).quantize(Decimal("0.01")), "f")
 
 
+async def history(conn: AsyncConnection, limit: int) -> list[dict[str, Any]]:
+    """The last ``limit`` finished end-of-day snapshots, oldest first: per business date and
+    stage, loans and arrears summed over products (amounts as strings)."""
+    rows = (await conn.execute(text("""
+        SELECT s.business_date, s.stage, sum(s.loans) AS loans, sum(s.arrears) AS arrears
+        FROM portfolio_snapshots s
+        WHERE s.business_date IN (SELECT business_date FROM eod_runs
+                                  ORDER BY business_date DESC LIMIT :n)
+        GROUP BY s.business_date, s.stage ORDER BY s.business_date, s.stage"""),
+        {"n": limit})).all()
+    days: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        day = days.setdefault(r.business_date.isoformat(),
+                              {"business_date": r.business_date.isoformat(), "stages": {}})
+        day["stages"][r.stage] = {"count": int(r.loans), "arrears": format(r.arrears, "f")}
+    return list(days.values())
+
+
 async def portfolio(conn: AsyncConnection) -> dict[str, Any]:
     rows = (await conn.execute(_CURRENT)).all()
     products: dict[str, dict[str, Any]] = {}

@@ -114,3 +114,10 @@ def test_a_loan_walks_the_stages_is_cured_and_credited(stack: Stack):
 
     received = stack.wait_for(delivered_to_provider)
     assert len(received) == len(sent_ids)  # each contact id reached the provider once
+
+    # the end-of-day snapshots give the trend over business days
+    days = stack.get("staging", "/v1/portfolio/history", limit=10).json()["items"]
+    by_day = {d["business_date"]: d["stages"] for d in days}
+    for day, stage in (("2026-01-06", "early"), ("2026-02-05", "negotiation"),
+                       ("2026-03-07", "intensive"), ("2026-04-06", "legal")):
+        assert by_day[day][stage] == {"count": 1, "arrears": "1000.0000"}, by_day[day]

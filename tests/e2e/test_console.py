@@ -164,6 +164,8 @@ def test_console_pages_in_a_real_browser(stack: Stack, book: dict[str, str], con
                 assert cells[1] == ("强化催收" if zh else "Intensive")
                 assert int(cells[2]) >= 1 and float(cells[3]) >= 600
                 assert page.locator("svg.chart rect.bar").count() >= 1
+                # the trend: one line per overdue stage across the closed business days
+                assert page.locator(".trend svg polyline.series").count() >= 1
                 shot("portfolio")
 
                 page.goto(f"{console}/roll-rates?lang={lang}")

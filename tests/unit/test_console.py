@@ -271,3 +271,12 @@ def test_readyz_checks_the_three_upstreams():
     assert set(body["checks"]) == {"staging_reachable", "notifier_reachable",
                                    "incentives_reachable"}
     assert "qs_console_upstream_requests_total" in c.get("/metrics").text
+
+
+def test_line_chart_draws_one_escaped_series_per_stage():
+    from services.console.charts import line_chart
+
+    svg = str(line_chart(["2026-01-01", "2026-01-02", "2026-01-03"],
+                         [("early", [1, 2, 3]), ("<legal>", [0, 0, 1])], title="trend"))
+    assert svg.count("<polyline") == 2
+    assert "&lt;legal&gt;" in svg and "<legal>" not in svg
