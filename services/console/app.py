@@ -291,13 +291,16 @@ def create_app(settings: ConsoleSettings | None = None,
             upstreams.get("notifier", f"/v1/loans/{quote(loan['loan_id'], safe='')}/contacts",
                           limit=500) for loan in loans))
         replies += logs
+        # the whole book's contacts, each at its latest status, from the notifier's summary
+        summary = await upstreams.get("notifier", "/v1/contacts/summary", days=3660)
+        replies.append(summary)
         tally: Counter[tuple[str, str]] = Counter()
+        for row in (summary.data or {}).get("items") or []:
+            tally[(row["channel"], row["status"])] += int(row["count"])
         per_loan = []
         for loan, log in zip(loans, logs, strict=True):
             items = (log.data or {}).get("items") or []
             per_loan.append({**loan, "contacts": len(items) if log.ok else None})
-            for c in items:
-                tally[(c["channel"], c["status"])] += 1
         channels = [c for c in CHANNELS if any(k[0] == c for k in tally)] + sorted(
             {k[0] for k in tally} - set(CHANNELS))
         statuses = [s for s in CONTACT_STATUSES if any(k[1] == s for k in tally)] + sorted(

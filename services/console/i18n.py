@@ -58,7 +58,8 @@ MESSAGES: dict[str, dict[str, str]] = {
         "roll.legend": "Share of the loans in a stage at the earlier date that are in each "
                        "stage at the later one; darker is higher.",
         "contacts.title": "Contacts by channel and status",
-        "contacts.scope": "Contact logs of the {count} loans listed below (stage: {stage}).",
+        "contacts.scope": "Every contact the notifier decided, each at its latest status; "
+                          "below, the {count} loans listed (stage: {stage}) and their logs.",
         "contacts.all_stages": "all",
         "contacts.channel": "Channel",
         "contacts.status": "Status",
@@ -190,7 +191,8 @@ MESSAGES: dict[str, dict[str, str]] = {
         "roll.none": "迁徙率需要两个已结束的营业日，目前还没有。",
         "roll.legend": "较早日期处于某阶段的贷款在较晚日期所处阶段的占比；颜色越深占比越高。",
         "contacts.title": "按渠道和状态的联络",
-        "contacts.scope": "下列 {count} 笔贷款的联络记录（阶段：{stage}）。",
+        "contacts.scope": "通知服务决定的全部联络，按最新状态计；下列为 {count} 笔贷款"
+                          "（阶段：{stage}）及其联络记录。",
         "contacts.all_stages": "全部",
         "contacts.channel": "渠道",
         "contacts.status": "状态",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import orjson
@@ -80,6 +80,22 @@ def build_router(engine: AsyncEngine, settings: NotifierSettings, topics: TopicN
         rows = rows[:limit]
         return {"items": [_contact(r) for r in rows],
                 "next_cursor": _cursor(rows[-1].id) if more else None}
+
+    @router.get("/contacts/summary", dependencies=[Depends(require("read"))])
+    async def contacts_summary(days: int = Query(30, ge=1, le=3660)) -> dict[str, Any]:
+        """Contacts decided in the last ``days`` days by channel, status and reason, each
+        contact counted once at its latest status (deferred then sent counts as sent)."""
+        async with engine.connect() as conn:
+            since = await clock.now(conn) - timedelta(days=days)
+            rows = (await conn.execute(text("""
+                SELECT channel, status, reason, count(*) AS n FROM (
+                    SELECT DISTINCT ON (contact_id) channel, status, reason FROM contacts
+                    WHERE decided_at >= :since ORDER BY contact_id, id DESC) latest
+                GROUP BY channel, status, reason ORDER BY channel, status, reason"""),
+                {"since": since})).all()
+        return {"since": since.isoformat(), "contacts": sum(r.n for r in rows),
+                "items": [{"channel": r.channel, "status": r.status, "reason": r.reason,
+                           "count": r.n} for r in rows]}
 
     @router.get("/contact-policy", dependencies=[Depends(require("read"))])
     async def get_policy() -> dict[str, Any]:

@@ -71,7 +71,7 @@ class Stack:
             assert proc.poll() is None, (self.logs / f"{name}.log").read_text()[-3000:]
             return httpx.get(self.url(name, "/readyz"), timeout=3).status_code == 200
 
-        self.wait_for(ready, timeout=90)
+        self.wait_for(ready, timeout=180)
 
     def wait_for(self, check: Callable[[], Any], timeout: float = 60.0) -> Any:
         """Poll ``check`` until it returns something truthy; fail after ``timeout`` seconds."""

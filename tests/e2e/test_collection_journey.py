@@ -121,3 +121,8 @@ def test_a_loan_walks_the_stages_is_cured_and_credited(stack: Stack):
     for day, stage in (("2026-01-06", "early"), ("2026-02-05", "negotiation"),
                        ("2026-03-07", "intensive"), ("2026-04-06", "legal")):
         assert by_day[day][stage] == {"count": 1, "arrears": "1000.0000"}, by_day[day]
+
+    # the notifier's summary counts each contact once, at its latest status
+    summary = stack.get("notifier", "/v1/contacts/summary", days=3660).json()
+    assert summary["contacts"] == sum(i["count"] for i in summary["items"])
+    assert sum(i["count"] for i in summary["items"] if i["status"] == "sent") >= len(sent_ids)

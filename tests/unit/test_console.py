@@ -171,6 +171,11 @@ def fake_services(request: httpx.Request) -> httpx.Response:
             {"contact_id": "c2", "channel": "voice", "status": "deferred", "trigger": "cadence",
              "stage": "early", "reason": "quiet_hours",
              "decided_at": "2026-01-08T22:00:00+08:00"}], "next_cursor": None})
+    if path == "/v1/contacts/summary":
+        return httpx.Response(200, json={"since": "2016-01-01T00:00:00+00:00", "contacts": 3,
+                                         "items": [
+            {"channel": "sms", "status": "sent", "reason": "provider_accepted", "count": 2},
+            {"channel": "voice", "status": "deferred", "reason": "quiet_hours", "count": 1}]})
     if path == "/v1/leaderboard":
         assert request.url.params["period"] == "2026-03"
         return httpx.Response(200, json={"period": "2026-03", "team": None, "items": [
