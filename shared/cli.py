@@ -73,14 +73,35 @@ def check() -> None:
 
 @app.command()
 def bench(
-    suite: str = typer.Argument("runner", help="which benchmark: runner"),
-    events: int = typer.Option(200_000, help="events for the batched run"),
-    baseline_events: int = typer.Option(5_000, help="events for the per-event baseline"),
+    suite: str = typer.Argument("runner", help="which benchmark: runner | stack"),
+    events: int = typer.Option(200_000, help="runner: events for the batched run"),
+    baseline_events: int = typer.Option(5_000, help="runner: events for the baseline"),
+    rate: int = typer.Option(1_000, help="stack: events per second offered to ingest"),
+    seconds: int = typer.Option(15, help="stack: how long the load lasts"),
+    api_key: str = typer.Option("qs-dev-admin", envvar="QS_API_KEY", help="stack: ingest key"),
 ) -> None:
-    """Run a benchmark against the local Kafka and PostgreSQL and print a Markdown table."""
+    """Run a benchmark and print Markdown tables.
+
+    ``runner``: the shared consumer runner on the local Kafka and PostgreSQL.
+    ``stack``: the running stack (``make up``): latency from ingest's 202 to the notifier's
+    published decision at ``--rate`` events/s, and each service's peak RSS.
+    """
     from shared import bench as runner_bench
 
     s = ServiceSettings()
+    if suite == "stack":
+        from pathlib import Path
+
+        from shared.ops import stack_bench
+
+        home = Path(os.environ.get("QS_HOME", Path(__file__).resolve().parents[1] / ".local"))
+        result = asyncio.run(stack_bench.run(
+            ingest_url=f"http://127.0.0.1:{_port('ingest')}", api_key=api_key,
+            bootstrap=s.kafka_bootstrap,
+            contacts_topic=TopicNames(s.topic_prefix).name("contact-outcomes"),
+            run_dir=home / "run", rate=rate, seconds=seconds))
+        console.print(stack_bench.report(result, rate))
+        return
     if suite != "runner":
         raise typer.BadParameter(f"unknown benchmark {suite!r}")
     results = asyncio.run(runner_bench.run(s.kafka_bootstrap, s.database_url, events,

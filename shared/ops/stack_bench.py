@@ -1,0 +1,161 @@
+"""End-to-end latency of the running stack: from ingest's 202 to the notifier's decision.
+
+Setup posts borrowers and loans through ingest. The load then posts one `instalment.upcoming`
+per loan, in batches of 50 every 50 ms (1,000 events/s by default), through ingest's batch
+endpoint; each event's clock starts when its batch is answered 202 (Kafka acknowledged). A
+group-less consumer of `contact-outcomes` stops the clock at the first `contact.attempted` of
+the loan: the notifier decided (sent, deferred or suppressed) and the decision was committed and
+published through its outbox. Afterwards the peak resident memory (VmHWM) of each service
+process is read from /proc, using the pid files of `scripts/stack.sh`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import orjson
+from aiokafka import AIOKafkaConsumer
+
+BATCH = 50
+
+
+@dataclass
+class StackBenchResult:
+    sent: int
+    decided: int
+    seconds: float
+    latencies_ms: list[float]
+    peak_rss_mb: dict[str, float]
+
+    def percentile(self, p: float) -> float:
+        if not self.latencies_ms:
+            return float("nan")
+        ordered = sorted(self.latencies_ms)
+        return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
+
+
+def _event(type_: str, subject: str, data: dict) -> dict:
+    return {"specversion": "1.0", "id": uuid.uuid4().hex, "source": "urn:qingshou:bench",
+            "type": type_, "time": "2026-11-28T10:00:00+08:00", "subject": subject,
+            "data": data}
+
+
+def _setup_events(tag: str, loans: int) -> list[dict]:
+    events = []
+    for i in range(loans):
+        loan, borrower = f"{tag}-L{i}", f"{tag}-B{i}"
+        events.append(_event("borrower.updated", borrower, {
+            "borrower_id": borrower, "name": "Bench Borrower", "phone": "+8613900000000",
+            "email": "bench@example.com", "timezone": "Asia/Shanghai", "language": "zh-CN",
+            "opted_out_channels": [], "vulnerable": False}))
+        events.append(_event("loan.opened", loan, {
+            "loan_id": loan, "borrower_id": borrower, "product": "consumer_loan",
+            "currency": "CNY", "principal": "10000.00", "opened_on": "2026-01-02"}))
+    return events
+
+
+async def _post(client: httpx.AsyncClient, url: str, events: list[dict]) -> None:
+    for _ in range(20):
+        r = await client.post(url, content=orjson.dumps(events),
+                              headers={"Content-Type": "application/cloudevents-batch+json"})
+        if r.status_code in (202, 207):
+            return
+        await asyncio.sleep(float(r.headers.get("Retry-After", "1")))
+    raise RuntimeError(f"ingest refused a batch: {r.status_code} {r.text[:200]}")
+
+
+def peak_rss_mb(run_dir: Path) -> dict[str, float]:
+    """VmHWM (peak resident set) of each service whose pid file is in ``run_dir``."""
+    peaks: dict[str, float] = {}
+    for pid_file in sorted(run_dir.glob("*.pid")):
+        try:
+            status = Path(f"/proc/{pid_file.read_text().strip()}/status").read_text()
+        except (OSError, ValueError):
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmHWM:"):
+                peaks[pid_file.stem] = int(line.split()[1]) / 1024
+    return peaks
+
+
+async def run(*, ingest_url: str, api_key: str, bootstrap: str, contacts_topic: str,
+              run_dir: Path, rate: int = 1000, seconds: int = 15) -> StackBenchResult:
+    tag = f"SB{uuid.uuid4().hex[:6]}"
+    total = rate * seconds
+    headers = {"Authorization": f"Bearer {api_key}"}
+    batch_url = f"{ingest_url}/v1/events/batch"
+    consumer = AIOKafkaConsumer(contacts_topic, bootstrap_servers=bootstrap, group_id=None,
+                                enable_auto_commit=False, auto_offset_reset="latest")
+    await consumer.start()
+    first_decision: dict[str, float] = {}
+    accepted: dict[str, float] = {}
+    stop = asyncio.Event()
+
+    async def watch() -> None:
+        while not stop.is_set():
+            batch = await consumer.getmany(timeout_ms=100)
+            now = time.time()
+            for records in batch.values():
+                for rec in records:
+                    loan = orjson.loads(rec.value)["data"]["loan_id"]
+                    if loan.startswith(tag):
+                        first_decision.setdefault(loan, now)
+
+    watcher = asyncio.create_task(watch())
+    try:
+        async with httpx.AsyncClient(timeout=30, headers=headers,
+                                     limits=httpx.Limits(max_connections=64)) as client:
+            setup = _setup_events(tag, total)
+            for i in range(0, len(setup), 1000):
+                await _post(client, batch_url, setup[i:i + 1000])
+            await asyncio.sleep(5)  # the notifier learns borrowers and loans
+            started = time.monotonic()
+            pending = []
+
+            async def send(first: int) -> None:
+                events = [_event("instalment.upcoming", f"{tag}-L{i}", {
+                    "loan_id": f"{tag}-L{i}", "instalment_no": 1, "due_date": "2026-12-01",
+                    "amount_due": "500.00"}) for i in range(first, min(first + BATCH, total))]
+                await _post(client, batch_url, events)
+                at = time.time()
+                for ev in events:
+                    accepted[ev["subject"]] = at
+
+            for n, first in enumerate(range(0, total, BATCH)):
+                delay = started + n * BATCH / rate - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                pending.append(asyncio.create_task(send(first)))
+            await asyncio.gather(*pending)
+            elapsed = time.monotonic() - started
+        deadline = time.monotonic() + 60
+        while len([k for k in accepted if k in first_decision]) < total:
+            if time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.2)
+    finally:
+        stop.set()
+        await watcher
+        await consumer.stop()
+    latencies = [max(0.0, (first_decision[k] - t) * 1000) for k, t in accepted.items()
+                 if k in first_decision]
+    return StackBenchResult(sent=len(accepted), decided=len(latencies), seconds=elapsed,
+                            latencies_ms=latencies, peak_rss_mb=peak_rss_mb(run_dir))
+
+
+def report(result: StackBenchResult, rate: int) -> str:
+    lines = [f"Offered {rate:,} events/s for {result.seconds:.1f} s: {result.sent:,} accepted "
+             f"(202), {result.decided:,} decided "
+             f"({result.sent / result.seconds:,.0f} events/s achieved).", "",
+             "| latency 202 → decision published | ms |", "|---|---:|"]
+    for p in (50, 95, 99):
+        lines.append(f"| p{p} | {result.percentile(p):,.0f} |")
+    lines.append(f"| max | {max(result.latencies_ms, default=float('nan')):,.0f} |")
+    lines += ["", "| service | peak RSS (MB) |", "|---|---:|"]
+    lines += [f"| {name} | {mb:,.0f} |" for name, mb in result.peak_rss_mb.items()]
+    return "\n".join(lines)
