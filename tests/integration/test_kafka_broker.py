@@ -1,14 +1,13 @@
 """The local Kafka broker (scripts/kafka.sh) works with aiokafka the way the services use it.
 
 Needs a running broker: `scripts/kafka.sh start`. Bootstrap from QS_KAFKA_BOOTSTRAP
-(default 127.0.0.1:9092). Every test makes its own uniquely named topic; nothing here
+(default 127.0.0.1:QS_KAFKA_PORT, 9092). Every test makes its own uniquely named topic; nothing here
 restarts the broker.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 from collections.abc import AsyncIterator
 
@@ -16,7 +15,9 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-BOOTSTRAP = os.environ.get("QS_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
+from tests.conftest import KAFKA
+
+BOOTSTRAP = KAFKA  # QS_KAFKA_BOOTSTRAP, else 127.0.0.1:QS_KAFKA_PORT (tests/conftest.py)
 
 pytestmark = pytest.mark.integration
 
