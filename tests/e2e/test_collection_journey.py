@@ -28,7 +28,17 @@ def event(type_: str, subject: str, data: dict, day: str = "2026-01-02") -> dict
 
 
 def close(stack: Stack, day: str) -> None:
+    """Close a business day and wait for staging's end of day to finish, as a bank's
+    operations do before the next close (a close that arrives while an earlier end of day is
+    still pending supersedes it: loans still step through each date, but no snapshot is
+    recorded for the superseded day)."""
     stack.post_event(event("business_day.closed", "calendar", {"business_date": day}, day))
+
+    def finished() -> bool:
+        items = stack.get("staging", "/v1/portfolio/history", limit=366).json()["items"]
+        return any(d["business_date"] == day for d in items)
+
+    stack.wait_for(finished, timeout=120)
 
 
 def test_a_loan_walks_the_stages_is_cured_and_credited(stack: Stack):
