@@ -7,12 +7,9 @@ and the ones that changed are published as `scorecard.updated` through the outbo
 
 from __future__ import annotations
 
-import base64
-import binascii
 from datetime import UTC, date, datetime
 from typing import Any
 
-import orjson
 from fastapi import APIRouter, Body, Depends, Query
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -29,6 +26,7 @@ from services.incentives.tallies import scorecard_from_doc
 from shared import outbox
 from shared.api import require
 from shared.context import BatchContext
+from shared.paging import decode_cursor, encode_cursor
 from shared.problems import Problem
 from shared.service import Runtime
 
@@ -41,23 +39,6 @@ def _period(value: str | None, name: str = "period") -> str:
     except ValueError:
         raise Problem(422, f"{name} must be YYYY-MM",
                       errors=[{"field": name, "message": "must be YYYY-MM"}]) from None
-
-
-def _cursor_offset(cursor: str | None) -> int:
-    if not cursor:
-        return 0
-    try:
-        offset = orjson.loads(base64.urlsafe_b64decode(cursor.encode()))["o"]
-    except (binascii.Error, ValueError, KeyError, TypeError):
-        offset = None
-    if not isinstance(offset, int) or offset < 0:
-        raise Problem(422, "cursor is not one this API issued",
-                      errors=[{"field": "cursor", "message": "invalid cursor"}])
-    return offset
-
-
-def _cursor(offset: int) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps({"o": offset})).decode()
 
 
 async def scheme_view(engine: AsyncEngine) -> dict[str, Any]:
@@ -116,7 +97,7 @@ def build_router(runtime: Runtime) -> APIRouter:
     async def leaderboard(period: str | None = None, team: str | None = None,
                           limit: int = Query(100, ge=1, le=1000),
                           cursor: str | None = None) -> dict[str, Any]:
-        wanted, offset = _period(period), _cursor_offset(cursor)
+        wanted, offset = _period(period), decode_cursor(cursor, int, 0)
         async with engine().connect() as conn:
             cards = [scorecard_from_doc(d) for d in await store.period_docs(conn, wanted, team)]
         rows = rank(cards, None)
@@ -129,7 +110,7 @@ def build_router(runtime: Runtime) -> APIRouter:
                        "team": teams[r.collector_id],
                        "composite_score": format(r.composite, "f"),
                        "payout": format(r.payout, "f")} for r in page],
-            "next_cursor": _cursor(offset + limit) if more else None,
+            "next_cursor": encode_cursor(offset + limit) if more else None,
         }
 
     @router.get("/scheme", dependencies=[Depends(require("read"))])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -21,6 +20,7 @@ from services.notifier.settings import NotifierSettings
 from shared import outbox
 from shared.api import require
 from shared.context import BatchContext
+from shared.paging import decode_cursor, encode_cursor
 from shared.problems import Problem
 from shared.topics import TopicNames
 
@@ -38,24 +38,6 @@ class Receipt(BaseModel):
     message_id: str | None = None
 
 
-def _cursor(last_id: int) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps({"after": last_id})).decode().rstrip("=")
-
-
-def _after(cursor: str | None) -> int:
-    if not cursor:
-        return 0
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        value = orjson.loads(base64.urlsafe_b64decode(padded))["after"]
-        if not isinstance(value, int):
-            raise ValueError
-        return value
-    except Exception as exc:
-        raise Problem(400, "invalid cursor",
-                      errors=[{"field": "cursor", "message": "not a cursor of this list"}]) from exc
-
-
 def _contact(r: Any) -> dict[str, Any]:
     return {"contact_id": r.contact_id, "loan_id": r.loan_id, "borrower_id": r.borrower_id,
             "channel": r.channel, "template": r.template, "stage": r.stage,
@@ -71,7 +53,7 @@ def build_router(engine: AsyncEngine, settings: NotifierSettings, topics: TopicN
     @router.get("/loans/{loan_id}/contacts", dependencies=[Depends(require("read"))])
     async def loan_contacts(loan_id: str, limit: int = Query(50, ge=1, le=500),
                             cursor: str | None = None) -> dict[str, Any]:
-        after = _after(cursor)
+        after = decode_cursor(cursor, int, 0)
         async with engine.connect() as conn:
             rows = (await conn.execute(text("""
                 SELECT * FROM contacts WHERE loan_id = :l AND id > :a ORDER BY id LIMIT :n"""),
@@ -79,7 +61,7 @@ def build_router(engine: AsyncEngine, settings: NotifierSettings, topics: TopicN
         more = len(rows) > limit
         rows = rows[:limit]
         return {"items": [_contact(r) for r in rows],
-                "next_cursor": _cursor(rows[-1].id) if more else None}
+                "next_cursor": encode_cursor(rows[-1].id) if more else None}
 
     @router.get("/contacts/summary", dependencies=[Depends(require("read"))])
     async def contacts_summary(days: int = Query(30, ge=1, le=3660)) -> dict[str, Any]:

@@ -16,12 +16,9 @@ Decisions:
 
 from __future__ import annotations
 
-import base64
-import binascii
 from decimal import Decimal
 from typing import Any
 
-import orjson
 from fastapi import APIRouter, Body, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import text
@@ -36,6 +33,7 @@ from services.staging.portfolio import history, portfolio
 from shared import outbox
 from shared.api import require
 from shared.context import BatchContext
+from shared.paging import decode_cursor, encode_cursor
 from shared.problems import Problem
 from shared.service import Runtime
 
@@ -75,26 +73,9 @@ def _amount(value: Decimal) -> str:
     return format(cents if cents == value else value.normalize(), "f")
 
 
-def _decode_cursor(cursor: str | None) -> str:
-    if not cursor:
-        return ""
-    try:
-        after = orjson.loads(base64.urlsafe_b64decode(cursor.encode()))["after"]
-    except (binascii.Error, ValueError, KeyError, TypeError):
-        after = None
-    if not isinstance(after, str):
-        raise Problem(422, "cursor is not one this API issued",
-                      errors=[{"field": "cursor", "message": "invalid cursor"}])
-    return after
-
-
-def _cursor(after: str) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps({"after": after})).decode()
-
-
 async def list_loans(engine: AsyncEngine, stage: str | None, collector_id: str | None,
                      limit: int, cursor: str | None) -> dict[str, Any]:
-    after = _decode_cursor(cursor)
+    after = decode_cursor(cursor, str, "")
     async with engine.connect() as conn:
         rows = (await conn.execute(text("""
             SELECT loan_id, product, status, stage, dpd, arrears, currency, collector_id, team,
@@ -112,7 +93,7 @@ async def list_loans(engine: AsyncEngine, stage: str | None, collector_id: str |
               "dpd_as_of": r.business_date.isoformat()}
              for r in page]
     more = len(rows) > limit
-    return {"items": items, "next_cursor": _cursor(page[-1].loan_id) if more else None}
+    return {"items": items, "next_cursor": encode_cursor(page[-1].loan_id) if more else None}
 
 
 async def put_policy(engine: AsyncEngine, doc: dict[str, Any]) -> dict[str, Any]:

@@ -109,3 +109,16 @@ def test_pydantic_models_in_log_fields_are_masked():
     line = json.loads(JsonFormatter().format(record))
     assert line["borrower"] == {"name": "Z***", "phone": "+***00"}
     assert mask_text("loan LN-2024-000123 owes 120000.00") == "loan LN-2024-000123 owes 120000.00"
+
+
+def test_cursors_round_trip_and_foreign_ones_name_the_field():
+    from shared.paging import decode_cursor, encode_cursor
+    from shared.problems import Problem
+
+    assert decode_cursor(encode_cursor(42), int, 0) == 42
+    assert decode_cursor(encode_cursor("LN-9"), str, "") == "LN-9"
+    assert decode_cursor(None, int, 0) == 0
+    for bad in ("not-base64!", encode_cursor("LN-9"), encode_cursor(-1)):
+        with pytest.raises(Problem) as err:
+            decode_cursor(bad, int, 0)
+        assert err.value.status == 422 and err.value.errors[0]["field"] == "cursor"
