@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import uuid
 
 import pytest
@@ -18,3 +19,10 @@ DB_URL = os.environ.get(
 def uid() -> str:
     """A short unique id: tests isolate themselves by names, not by teardown."""
     return uuid.uuid4().hex[:10]
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on now (bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import threading
 import time
 import uuid
@@ -28,22 +27,16 @@ from schemathesis.specs.openapi.checks import (
 
 from services.ingest.service import create_ingest_app
 from services.ingest.settings import IngestSettings
-from tests.conftest import KAFKA
+from tests.conftest import KAFKA, free_port
 
 pytestmark = pytest.mark.integration
 
 ADMIN = {"Authorization": "Bearer qs-dev-admin"}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def ingest_url() -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     conf = IngestSettings(topic_prefix=f"t{uuid.uuid4().hex[:10]}", kafka_bootstrap=KAFKA,
                           topic_partitions=1, environment="test", port=port)
     config = uvicorn.Config(lambda: create_ingest_app(conf), factory=True, host="127.0.0.1",

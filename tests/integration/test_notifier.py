@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -31,7 +30,7 @@ from shared.consumer import ConsumerRunner, RunnerConfig
 from shared.events import new_event
 from shared.migrations import migrate
 from shared.relay import OutboxRelay
-from tests.conftest import DB_URL, KAFKA
+from tests.conftest import DB_URL, KAFKA, free_port
 from tests.integration.conftest import eventually, read_topic
 
 pytestmark = pytest.mark.integration
@@ -42,15 +41,9 @@ LATE_EVENING = datetime(2026, 11, 27, 15, 30, tzinfo=UTC)
 NEXT_MORNING = datetime(2026, 11, 28, 0, 0, tzinfo=UTC)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 async def sandbox() -> AsyncIterator[str]:
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(sandbox_app(), host="127.0.0.1", port=port,
                                            log_level="warning", access_log=False))
     task = asyncio.create_task(server.serve())

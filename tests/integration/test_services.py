@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import sys
 from pathlib import Path
 
@@ -15,17 +14,11 @@ from sqlalchemy import text
 
 from shared.db import make_engine
 from shared.migrations import migrate
-from tests.conftest import DB_URL, KAFKA
+from tests.conftest import DB_URL, KAFKA, free_port
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ["ingest", "staging", "notifier", "incentives"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 async def wait_ready(client: httpx.AsyncClient, url: str, proc, timeout: float = 60) -> dict:

@@ -4,7 +4,6 @@ the stack commands' wiring, and the dead-letter helpers that need no broker."""
 from __future__ import annotations
 
 import json
-import socket
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -17,6 +16,7 @@ from typer.testing import CliRunner
 
 from shared import cli
 from shared.ops import dlq, loans, stack
+from tests.conftest import free_port
 
 runner = CliRunner()
 
@@ -109,13 +109,6 @@ def notifier() -> Iterator[tuple[int, list]]:
     yield from _serve({"/v1/loans/LN-1/contacts": CONTACTS})
 
 
-def _free_port() -> int:
-    """A port nothing listens on (bound, then released)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _env(staging_port: int, notifier_port: int, **extra: str) -> dict[str, str]:
     return {"QS_STAGING_PORT": str(staging_port), "QS_NOTIFIER_PORT": str(notifier_port),
             "COLUMNS": "200", **extra}
@@ -135,7 +128,7 @@ def test_loan_show_prints_every_section(staging, notifier) -> None:
 
 def test_loan_show_reports_404_and_a_service_that_is_down(staging) -> None:
     sport, _ = staging
-    result = runner.invoke(cli.app, ["loan", "show", "LN-404"], env=_env(sport, _free_port()))
+    result = runner.invoke(cli.app, ["loan", "show", "LN-404"], env=_env(sport, free_port()))
     assert result.exit_code == 0, result.output
     assert "staging does not know loan LN-404" in result.output
     assert "notifier is down" in result.output
