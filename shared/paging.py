@@ -24,7 +24,7 @@ def encode_cursor(position: int | str) -> str:
 
 
 def decode_cursor(cursor: str | None, kind: type[P], start: P) -> P:
-    """The position inside ``cursor`` (``start`` without one); 422 if it is not ours."""
+    """The position inside ``cursor`` (``start`` without one); 400 if it is not ours."""
     if not cursor:
         return start
     try:
@@ -34,6 +34,6 @@ def decode_cursor(cursor: str | None, kind: type[P], start: P) -> P:
         position = None
     valid = type(position) is kind
     if not valid or (isinstance(position, int) and position < 0):
-        raise Problem(422, "cursor is not one this API issued",
+        raise Problem(400, "cursor is not one this API issued",
                       errors=[{"field": "cursor", "message": "invalid cursor"}])
     return position  # type: ignore[return-value]

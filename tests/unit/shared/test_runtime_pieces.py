@@ -121,4 +121,4 @@ def test_cursors_round_trip_and_foreign_ones_name_the_field():
     for bad in ("not-base64!", encode_cursor("LN-9"), encode_cursor(-1)):
         with pytest.raises(Problem) as err:
             decode_cursor(bad, int, 0)
-        assert err.value.status == 422 and err.value.errors[0]["field"] == "cursor"
+        assert err.value.status == 400 and err.value.errors[0]["field"] == "cursor"
