@@ -12,12 +12,15 @@ from __future__ import annotations
 import asyncio
 import os
 import platform
+import signal
+import sys
 import time
 import uuid
 from dataclasses import dataclass
 
 import orjson
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.consumer import ConsumerRunner, RunnerConfig
 from shared.db import make_engine
@@ -67,30 +70,77 @@ async def _produce(bootstrap: str, topic: str, events: list[tuple[bytes, bytes]]
 
 
 async def _consume(name: str, bootstrap: str, db_url: str, n: int, per_event: bool,
-                   partitions: int) -> tuple[Result, str, str]:
+                   partitions: int, processes: int = 1) -> tuple[Result, str, str]:
     uid = uuid.uuid4().hex[:8]
     topics, schema = TopicNames(f"bench{uid}"), f"bench_{uid}"
     await ensure_topics(bootstrap, [topics.name(t) for t in ALL_TOPICS], partitions)
     engine = make_engine(db_url, schema, pool_size=2)
     await create_probe_schema(engine, schema)
     await _produce(bootstrap, topics.loan_events, _events(n, loans=max(1, n // 4)))
-    runner = ConsumerRunner(probe_spec(per_event=per_event), engine, RunnerConfig(
+    config = RunnerConfig(
         bootstrap=bootstrap, group_id=f"bench-{uid}", schema=schema, topics=topics,
-        max_records=1 if per_event else 5000, poll_timeout_ms=100))
-    await runner.start()
-    task = asyncio.create_task(runner.run())
-    started = time.perf_counter()
-    while runner.applied < n:  # noqa: ASYNC110 - polling a counter the runner updates
-        await asyncio.sleep(0.02)
-    elapsed = time.perf_counter() - started
-    await runner.stop()
-    await task
+        max_records=1 if per_event else 5000, poll_timeout_ms=100)
+    if processes > 1:
+        elapsed = await _consume_in_processes(engine, db_url, config, n, processes)
+    else:
+        runner = ConsumerRunner(probe_spec(per_event=per_event), engine, config)
+        await runner.start()
+        task = asyncio.create_task(runner.run())
+        started = time.perf_counter()
+        while runner.applied < n:  # noqa: ASYNC110 - polling a counter the runner updates
+            await asyncio.sleep(0.02)
+        elapsed = time.perf_counter() - started
+        await runner.stop()
+        await task
     async with engine.connect() as conn:
         applied = (await conn.execute(text("SELECT sum(events) FROM probe_loans"))).scalar_one()
         outbox = (await conn.execute(text("SELECT count(*) FROM outbox"))).scalar_one()
     assert applied == n and outbox == n, (applied, outbox)
     await engine.dispose()
     return Result(name, n, elapsed), schema, topics.prefix
+
+
+async def _consume_in_processes(engine: AsyncEngine, db_url: str, config: RunnerConfig, n: int,
+                                processes: int) -> float:
+    """Run ``processes`` runner processes in one consumer group (as several instances of a
+    service would run) and time them from the first one's start until all ``n`` events are
+    committed, counted in the probe table. Rebalances while the others join are included."""
+    args = [sys.executable, "-m", "shared.bench", "worker", config.bootstrap, db_url,
+            config.schema, config.topics.prefix, config.group_id]
+    workers = [await asyncio.create_subprocess_exec(*args, stdout=asyncio.subprocess.PIPE)
+               for _ in range(processes)]
+    try:
+        starts = []
+        for w in workers:  # each prints the monotonic time at which its consumer started
+            assert w.stdout is not None
+            starts.append(float((await w.stdout.readline()).decode() or "inf"))
+        count = text("SELECT coalesce(sum(events), 0) FROM probe_loans")
+        while True:
+            async with engine.connect() as conn:
+                if (await conn.execute(count)).scalar_one() >= n:
+                    break
+            if any(w.returncode is not None for w in workers):
+                raise RuntimeError("a runner process died")
+            await asyncio.sleep(0.05)
+        return time.monotonic() - min(starts)
+    finally:
+        for w in workers:
+            if w.returncode is None:
+                w.terminate()
+            await w.wait()
+
+
+async def _worker(bootstrap: str, db_url: str, schema: str, prefix: str, group: str) -> None:
+    engine = make_engine(db_url, schema, pool_size=2)
+    runner = ConsumerRunner(probe_spec(), engine, RunnerConfig(
+        bootstrap=bootstrap, group_id=group, schema=schema, topics=TopicNames(prefix),
+        max_records=5000, poll_timeout_ms=100))
+    await runner.start()
+    print(time.monotonic(), flush=True)
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, lambda: asyncio.ensure_future(runner.stop()))
+    await runner.run()
+    await engine.dispose()
 
 
 async def _relay(bootstrap: str, db_url: str, schema: str, n: int) -> Result:
@@ -117,9 +167,12 @@ async def _drop(db_url: str, schemas: list[str]) -> None:
 
 
 async def run(bootstrap: str, db_url: str, events: int = 200_000, baseline_events: int = 5_000,
-              partitions: int = 6) -> list[Result]:
-    batched, schema, _ = await _consume("runner, batched (getmany, 1 tx per batch)", bootstrap,
-                                        db_url, events, False, partitions)
+              partitions: int = 6, processes: int = 1) -> list[Result]:
+    label = "runner, batched (getmany, 1 tx per batch)"
+    if processes > 1:
+        label += f", {processes} processes in one group"
+    batched, schema, _ = await _consume(label, bootstrap, db_url, events, False, partitions,
+                                        processes)
     relay = await _relay(bootstrap, db_url, schema, events)
     base, base_schema, _ = await _consume("baseline, 1 tx per event", bootstrap, db_url,
                                           baseline_events, True, partitions)
@@ -135,3 +188,7 @@ def report(results: list[Result]) -> str:
     lines += [f"| {r.name} | {r.events:,} | {r.seconds:.2f} | {r.rate:,.0f} |" for r in results]
     lines += ["", f"Batched / baseline: {batched.rate / base.rate:.1f}x"]
     return "\n".join(lines)
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["worker"]:
+    asyncio.run(_worker(*sys.argv[2:7]))

@@ -79,6 +79,7 @@ def bench(
     rate: int = typer.Option(1_000, help="stack: events per second offered to ingest"),
     seconds: int = typer.Option(15, help="stack: how long the load lasts"),
     api_key: str = typer.Option("qs-dev-admin", envvar="QS_API_KEY", help="stack: ingest key"),
+    processes: int = typer.Option(1, help="runner: consumer processes in one group"),
 ) -> None:
     """Run a benchmark and print Markdown tables.
 
@@ -105,7 +106,7 @@ def bench(
     if suite != "runner":
         raise typer.BadParameter(f"unknown benchmark {suite!r}")
     results = asyncio.run(runner_bench.run(s.kafka_bootstrap, s.database_url, events,
-                                           baseline_events, s.topic_partitions))
+                                           baseline_events, s.topic_partitions, processes))
     console.print(runner_bench.report(results))
 
 

@@ -2,6 +2,7 @@
 
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 import orjson
 import pytest
@@ -77,6 +78,28 @@ def test_every_type_can_be_built_with_new_event(event_type):
     assert rebuilt.data is event.data
 
 
+@pytest.mark.parametrize("event_type", ALL)
+def test_fast_serialisation_writes_exactly_what_pydantic_writes(event_type):
+    # Event.to_json hands the model's field dict to orjson; it must give pydantic's bytes
+    event = parse_event(orjson.dumps(sample_cloudevent(event_type)))
+    assert orjson.loads(event.to_json())["data"] == orjson.loads(event.data.model_dump_json())
+    assert b'"data":' + event.data.model_dump_json().encode() in event.to_json()
+
+
+def test_fast_serialisation_of_awkward_values():
+    # exponent-form Decimals, a timestamp with microseconds in a non-UTC zone, null optionals
+    data = dict(SAMPLES[t.CONTACT_ATTEMPTED], status="deferred",
+                scheduled_for=datetime(2024, 6, 15, 9, 0, 0, 123456,
+                                       tzinfo=ZoneInfo("America/New_York")))
+    contact = new_event(t.CONTACT_ATTEMPTED, source="s", data=data)
+    applied = new_event(t.REPAYMENT_APPLIED, source="s", data=dict(
+        SAMPLES[t.REPAYMENT_APPLIED], amount=Decimal("1E+3"), to_arrears=Decimal("1000.0"),
+        excess=Decimal("0E-4")))
+    for event in (contact, applied):
+        assert b'"data":' + event.data.model_dump_json().encode() in event.to_json()
+    assert orjson.loads(applied.to_json())["data"]["amount"] == "1000"
+
+
 def test_parse_accepts_bytes_str_and_dict():
     envelope = sample_cloudevent(t.REPAYMENT_RECEIVED)
     as_bytes = parse_event(orjson.dumps(envelope))
@@ -136,3 +159,15 @@ def test_timestamp_forms_accepted():
                   "2024-06-14 18:05:00+08:00", "2024-06-14t10:05:00z"):  # fmt: skip
         event = parse_event(sample_cloudevent(t.LOAN_CLOSED) | {"time": stamp})
         assert event.time.utcoffset() is not None
+
+
+def test_event_ids_we_create_are_distinct_version_4_uuids():
+    import uuid
+
+    from shared.events.codec import new_event_id
+
+    ids = [new_event_id() for _ in range(20_000)]
+    assert len(set(ids)) == len(ids)
+    for text in ids[:500]:
+        parsed = uuid.UUID(text)
+        assert (parsed.version, parsed.variant, str(parsed)) == (4, uuid.RFC_4122, text)
