@@ -1,13 +1,20 @@
 """Deciding contact requests against stored state: decide, log, publish, queue.
 
-Used by the consumer handlers (new requests) and by the scheduler (deferred ones on release),
-always inside the caller's transaction, with `contact.attempted` queued on its outbox.
+Used by the consumer (new requests) and by the scheduler (deferred ones on release), always
+inside the caller's transaction, with `contact.attempted` queued on its outbox. Requests are
+gathered in a :class:`ContactBatch` with the loan and borrower as they were when each was
+made, then decided together in the order they were made: the contact log is asked once which
+ids it already has and once for the loans' recent history, every decision is the pure
+`decide`, and each send joins the history in memory before the next request is decided, so a
+cap counts contacts decided earlier in the same batch. Log rows, queue rows and outbox events
+are then written with one statement each.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -16,7 +23,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.notifier import store
 from services.notifier.domain import (
+    BorrowerProfile,
     ContactPolicy,
+    ContactRecord,
     ContactRequest,
     Decision,
     Defer,
@@ -24,6 +33,7 @@ from services.notifier.domain import (
     Suppress,
     decide,
 )
+from services.notifier.store import LoanState
 from shared.context import BatchContext
 from shared.topics import CONTACT_OUTCOMES
 
@@ -65,63 +75,125 @@ def _row_for(req: ContactRequest, decision: Decision, now: datetime) -> dict[str
 _BORROWER_WAIT_MIN = timedelta(minutes=15)
 
 
-async def decide_and_record(ctx: BatchContext, req: ContactRequest, now: datetime,
-                            policy: ContactPolicy) -> Decision | None:
-    """Decide one request with fresh loan, borrower and history; log, publish and queue it.
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    request: ContactRequest
+    now: datetime
+    policy: ContactPolicy
+    loan: LoanState | None
+    borrower: BorrowerProfile | None
 
-    Returns None when the borrower is unknown: the request is deferred (reason
-    ``unknown_borrower``) and decided again once the borrower may be known, or suppressed when
-    it has waited longer than the policy's staleness limit.
+
+class ContactBatch:
+    """Contact requests of one transaction, decided together in the order they were added.
+
+    ``skip_logged``: a contact id already in the log (or decided earlier in this batch) is not
+    asked twice — true for new requests from triggers, false for deferred ones being released
+    (their deferral is already logged).
     """
-    conn = ctx.conn
-    loan = await store.load_loan(conn, req.loan_id)
-    if loan is not None:
-        req = req.with_loan_state(loan.stage, loan.closed)
-    flags = loan.flags if loan is not None else frozenset()
-    found = await store.load_borrower(conn, req.borrower_id)
-    if found is None:
-        # borrower.updated travels keyed by borrower, so it may land after the loan's first
-        # trigger: wait for it (backing off) while the request is fresh, then give up
-        retry = now + max(_BORROWER_WAIT_MIN, now - req.created_at)
-        if retry <= req.created_at + policy.max_deferral:
-            row = log_row(req, "deferred", "unknown_borrower", now, scheduled_for=retry)
-            await store.queue_deferred(conn, req, retry)
-        else:
-            row = log_row(req, "suppressed", "unknown_borrower", now)
-        await store.append_log(conn, [row])
-        publish(ctx, row)
-        return None
-    borrower, _name = found
-    history = await store.load_history(conn, req.loan_id, now, policy)
-    decision = decide(req, borrower, flags, history, now, policy)
-    row = _row_for(req, decision, now)
-    await store.append_log(conn, [row])
-    publish(ctx, row)
-    if isinstance(decision, Send):
-        await store.queue_dispatch(conn, req, decision.template_id)
-    elif isinstance(decision, Defer):
-        await store.queue_deferred(conn, req, decision.until)
-    return decision
+
+    def __init__(self, *, skip_logged: bool = True) -> None:
+        self.skip_logged = skip_logged
+        self._pending: list[_Pending] = []
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def add(self, requests: Iterable[ContactRequest], now: datetime, policy: ContactPolicy,
+            loan: LoanState | None, borrower: BorrowerProfile | None) -> None:
+        """Queue requests with the loan and borrower as they are now (None: not known)."""
+        for req in requests:
+            self._pending.append(_Pending(req, now, policy, loan, borrower))
+
+    async def decide_all(self, ctx: BatchContext) -> list[Decision | None]:
+        """Decide every queued request; log, publish and queue the outcomes.
+
+        One result per request decided (None when its borrower was unknown); requests skipped
+        as already logged have none.
+        """
+        pending, self._pending = self._pending, []
+        if not pending:
+            return []
+        conn = ctx.conn
+        seen = (await store.logged_contact_ids(conn, (p.request.contact_id for p in pending))
+                if self.skip_logged else set())
+        since = min(p.now - store.history_span(p.policy) for p in pending)
+        history = await store.load_histories(conn, (p.request.loan_id for p in pending), since)
+        outcome = _Outcome()
+        decisions: list[Decision | None] = []
+        for p in pending:
+            if self.skip_logged:
+                if p.request.contact_id in seen:
+                    continue
+                seen.add(p.request.contact_id)
+            decisions.append(outcome.decide(p, history.setdefault(p.request.loan_id, [])))
+        await outcome.write(ctx)
+        return decisions
 
 
-async def submit(ctx: BatchContext, requests: Iterable[ContactRequest], now: datetime,
-                 policy: ContactPolicy) -> None:
-    """New requests from a trigger; a contact id already in the log is not asked twice."""
-    for req in requests:
-        if await store.logged_already(ctx.conn, req.contact_id):
-            continue
-        await decide_and_record(ctx, req, now, policy)
+class _Outcome:
+    """What a batch of decisions writes: log rows, both queues, outbox events (in order)."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, Any]] = []
+        self.deferred: list[tuple[ContactRequest, datetime]] = []
+        self.dispatch: list[tuple[ContactRequest, str]] = []
+
+    def decide(self, p: _Pending, history: list[ContactRecord]) -> Decision | None:
+        """Decide one request; a send joins ``history`` at once, for the caps of the next."""
+        req, now, policy = p.request, p.now, p.policy
+        if p.loan is not None:
+            req = req.with_loan_state(p.loan.stage, p.loan.closed)
+        if p.borrower is None:
+            # borrower.updated travels keyed by borrower, so it may land after the loan's first
+            # trigger: wait for it (backing off) while the request is fresh, then give up
+            retry = now + max(_BORROWER_WAIT_MIN, now - req.created_at)
+            if retry <= req.created_at + policy.max_deferral:
+                self.rows.append(log_row(req, "deferred", "unknown_borrower", now,
+                                         scheduled_for=retry))
+                self.deferred.append((req, retry))
+            else:
+                self.rows.append(log_row(req, "suppressed", "unknown_borrower", now))
+            return None
+        flags = frozenset(p.loan.flags) if p.loan is not None else frozenset()
+        decision = decide(req, p.borrower, flags, history, now, policy)
+        self.rows.append(_row_for(req, decision, now))
+        if isinstance(decision, Send):
+            # logged `sent` now, so it counts toward the caps from this moment
+            history.append(ContactRecord(req.channel, now, "sent"))
+            self.dispatch.append((req, decision.template_id))
+        elif isinstance(decision, Defer):
+            self.deferred.append((req, decision.until))
+        return decision
+
+    async def write(self, ctx: BatchContext) -> None:
+        await store.append_log(ctx.conn, self.rows)
+        for row in self.rows:
+            publish(ctx, row)
+        await store.queue_dispatch(ctx.conn, self.dispatch)
+        await store.queue_deferred(ctx.conn, self.deferred)
 
 
 async def release_due(ctx: BatchContext, now: datetime, policy: ContactPolicy,
                       limit: int) -> int:
-    """Decide again the deferred contacts due by `now` (claimed with SKIP LOCKED)."""
+    """Decide again the deferred contacts due by `now` (claimed with SKIP LOCKED), with fresh
+    loan, flag and borrower state."""
     conn: AsyncConnection = ctx.conn
     rows = (await conn.execute(text("""
         SELECT contact_id, request FROM deferred_contacts WHERE due_at <= :now
         ORDER BY due_at LIMIT :n FOR UPDATE SKIP LOCKED"""), {"now": now, "n": limit})).all()
-    for row in rows:
-        await conn.execute(text("DELETE FROM deferred_contacts WHERE contact_id = :c"),
-                           {"c": row.contact_id})
-        await decide_and_record(ctx, store.request_from_json(row.request), now, policy)
+    if not rows:
+        return 0
+    await conn.execute(text(
+        "DELETE FROM deferred_contacts WHERE contact_id = ANY(CAST(:c AS text[]))"),
+        {"c": [r.contact_id for r in rows]})
+    requests = [store.request_from_json(r.request) for r in rows]
+    loans = await store.load_loans(conn, (r.loan_id for r in requests))
+    borrowers = await store.load_borrowers(conn, (r.borrower_id for r in requests))
+    batch = ContactBatch(skip_logged=False)
+    for req in requests:
+        found = borrowers.get(req.borrower_id)
+        batch.add([req], now, policy, loans.get(req.loan_id),
+                  found.profile if found is not None else None)
+    await batch.decide_all(ctx)
     return len(rows)

@@ -1,10 +1,15 @@
-"""SQL of the notifier: state read for decisions, the contact log, the two queues."""
+"""SQL of the notifier: state read for decisions, the contact log, the two queues.
+
+Reads and writes take whole arrays (unnest), so a consumed batch or a scheduler tick costs a
+handful of round trips whatever its size.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import orjson
@@ -24,16 +29,39 @@ from services.notifier.domain import (
 
 @dataclass(frozen=True, slots=True)
 class LoanState:
+    """A row of `loans` as the notifier knows it (flags in stored order)."""
+
     loan_id: str
-    borrower_id: str | None
-    stage: str
-    closed: bool
-    flags: frozenset[str]
-    owner_id: str | None
-    stage_entered_on: date | None
-    dpd: int
-    arrears: str
-    currency: str | None
+    borrower_id: str | None = None
+    stage: str = "current"
+    closed: bool = False
+    flags: tuple[str, ...] = ()
+    owner_id: str | None = None
+    stage_entered_on: date | None = None
+    dpd: int = 0
+    arrears: Decimal = Decimal("0.0000")  # the column's default, as it reads back
+    currency: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BorrowerRow:
+    """A `borrower.updated` snapshot as stored; `profile` is what decisions read."""
+
+    borrower_id: str
+    name: str
+    phone: str | None
+    email: str | None
+    timezone: str
+    language: str
+    opted_out_channels: tuple[str, ...]
+    vulnerable: bool
+
+    @property
+    def profile(self) -> BorrowerProfile:
+        return BorrowerProfile(
+            borrower_id=self.borrower_id, timezone=self.timezone, language=self.language,
+            opted_out_channels=frozenset(self.opted_out_channels), vulnerable=self.vulnerable,
+            has_phone=bool(self.phone), has_email=bool(self.email), has_address=True)
 
 
 CONTACTS_LOGGED = Counter(
@@ -73,83 +101,242 @@ async def load_policy(conn: AsyncConnection) -> tuple[int, dict[str, Any], Conta
     return row.version, row.document, parse_contact_policy(row.document)
 
 
-async def load_loan(conn: AsyncConnection, loan_id: str) -> LoanState | None:
-    row = (await conn.execute(text("SELECT * FROM loans WHERE loan_id = :id"),
-                              {"id": loan_id})).first()
-    if row is None:
-        return None
-    return LoanState(row.loan_id, row.borrower_id, row.stage, row.closed, frozenset(row.flags),
-                     row.owner_id, row.stage_entered_on, row.dpd, str(row.arrears), row.currency)
+# numeric(18, 4) rounds half away from zero; keep in memory exactly what the column holds
+_ARREARS_PLACES = Decimal("0.0001")
 
 
-async def load_borrower(conn: AsyncConnection,
-                        borrower_id: str) -> tuple[BorrowerProfile, str] | None:
-    row = (await conn.execute(text("SELECT * FROM borrowers WHERE borrower_id = :id"),
-                              {"id": borrower_id})).first()
-    if row is None:
-        return None
-    profile = BorrowerProfile(
-        borrower_id=row.borrower_id, timezone=row.timezone, language=row.language,
-        opted_out_channels=frozenset(row.opted_out_channels), vulnerable=row.vulnerable,
-        has_phone=bool(row.phone), has_email=bool(row.email), has_address=True)
-    return profile, row.name
+def as_stored_arrears(amount: Decimal) -> Decimal:
+    return amount.quantize(_ARREARS_PLACES, rounding=ROUND_HALF_UP)
 
 
-_HISTORY = text("""
-SELECT channel, min(decided_at) FILTER (WHERE status IN ('sent', 'failed')) AS sent_at,
-       (array_agg(status ORDER BY id DESC))[1] AS status
-FROM contacts
-WHERE loan_id = :loan AND status IN ('sent', 'delivered', 'failed') AND decided_at > :since
-GROUP BY contact_id, channel
+def _json(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def loan_from_row(row: Any) -> LoanState:
+    return LoanState(row.loan_id, row.borrower_id, row.stage, row.closed, tuple(row.flags),
+                     row.owner_id, row.stage_entered_on, row.dpd, row.arrears, row.currency)
+
+
+_LOAN_COLUMNS = ("loan_id, borrower_id, stage, closed, flags, owner_id, stage_entered_on, dpd, "
+                 "arrears, currency")
+
+
+async def create_loans(conn: AsyncConnection, loan_ids: Iterable[str]) -> set[str]:
+    """Insert a default row for each id not stored yet; returns the ids inserted.
+
+    The batch then locks every row it may write, new or old, so two notifier instances that
+    touch one loan from different topics serialise on the row instead of overwriting each
+    other's columns.
+    """
+    ids = sorted(set(loan_ids))
+    if not ids:
+        return set()
+    rows = await conn.execute(text("""
+        INSERT INTO loans (loan_id) SELECT id FROM unnest(CAST(:ids AS text[])) AS u(id)
+        ORDER BY id ON CONFLICT (loan_id) DO NOTHING RETURNING loan_id"""), {"ids": ids})
+    return {r.loan_id for r in rows}
+
+
+async def load_loans(conn: AsyncConnection, loan_ids: Iterable[str], *,
+                     lock: bool = False) -> dict[str, LoanState]:
+    """The stored loans among ``loan_ids``; ``lock`` takes their row locks in id order."""
+    ids = sorted(set(loan_ids))
+    if not ids:
+        return {}
+    sql = (f"SELECT {_LOAN_COLUMNS} FROM loans WHERE loan_id = ANY(CAST(:ids AS text[])) "
+           "ORDER BY loan_id" + (" FOR UPDATE" if lock else ""))
+    rows = await conn.execute(text(sql), {"ids": ids})
+    return {r.loan_id: loan_from_row(r) for r in rows}
+
+
+_SAVE_LOANS = text("""
+UPDATE loans SET borrower_id = u.borrower_id, stage = u.stage, closed = u.closed,
+    flags = ARRAY(SELECT f FROM jsonb_array_elements_text(CAST(u.flags AS jsonb))
+                  WITH ORDINALITY AS x(f, n) ORDER BY n),
+    owner_id = u.owner_id, stage_entered_on = CAST(u.entered AS date),
+    dpd = u.dpd, arrears = CAST(u.arrears AS numeric), currency = u.currency,
+    updated_at = now()
+FROM unnest(CAST(:loan AS text[]), CAST(:borrower AS text[]), CAST(:stage AS text[]),
+            CAST(:closed AS boolean[]), CAST(:flags AS text[]), CAST(:owner AS text[]),
+            CAST(:entered AS text[]), CAST(:dpd AS int[]), CAST(:arrears AS text[]),
+            CAST(:currency AS text[]))
+     AS u(loan_id, borrower_id, stage, closed, flags, owner_id, entered, dpd, arrears, currency)
+WHERE loans.loan_id = u.loan_id
 """)
 
 
-async def load_history(conn: AsyncConnection, loan_id: str, now: datetime,
-                       policy: ContactPolicy) -> list[ContactRecord]:
-    """One record per contact that went out (its first send time, its latest status)."""
-    windows = [c.window for caps in policy.caps.values() for c in caps] or [timedelta(days=7)]
-    rows = await conn.execute(_HISTORY, {"loan": loan_id, "since": now - max(windows)})
-    return [ContactRecord(r.channel, r.sent_at, r.status) for r in rows if r.sent_at]
+async def save_loans(conn: AsyncConnection, loans: Sequence[LoanState]) -> None:
+    """Write back loans whose rows exist and are locked by this transaction (one statement)."""
+    if not loans:
+        return
+    loans = sorted(loans, key=lambda s: s.loan_id)
+    await conn.execute(_SAVE_LOANS, {
+        "loan": [s.loan_id for s in loans], "borrower": [s.borrower_id for s in loans],
+        "stage": [s.stage for s in loans], "closed": [s.closed for s in loans],
+        "flags": [_json(list(s.flags)) for s in loans], "owner": [s.owner_id for s in loans],
+        "entered": [s.stage_entered_on.isoformat() if s.stage_entered_on else None
+                    for s in loans],
+        "dpd": [s.dpd for s in loans], "arrears": [str(s.arrears) for s in loans],
+        "currency": [s.currency for s in loans]})
 
 
-async def logged_already(conn: AsyncConnection, contact_id: str) -> bool:
-    row = await conn.execute(text("SELECT 1 FROM contacts WHERE contact_id = :c LIMIT 1"),
-                             {"c": contact_id})
-    return row.first() is not None
+async def delete_loans(conn: AsyncConnection, loan_ids: Iterable[str]) -> None:
+    ids = sorted(set(loan_ids))
+    if ids:
+        await conn.execute(text("DELETE FROM loans WHERE loan_id = ANY(CAST(:ids AS text[]))"),
+                           {"ids": ids})
+
+
+async def load_borrowers(conn: AsyncConnection,
+                         borrower_ids: Iterable[str]) -> dict[str, BorrowerRow]:
+    ids = sorted(set(borrower_ids))
+    if not ids:
+        return {}
+    rows = await conn.execute(text("""
+        SELECT borrower_id, name, phone, email, timezone, language, opted_out_channels,
+               vulnerable
+        FROM borrowers WHERE borrower_id = ANY(CAST(:ids AS text[]))"""), {"ids": ids})
+    return {r.borrower_id: BorrowerRow(r.borrower_id, r.name, r.phone, r.email, r.timezone,
+                                       r.language, tuple(r.opted_out_channels), r.vulnerable)
+            for r in rows}
+
+
+_SAVE_BORROWERS = text("""
+INSERT INTO borrowers (borrower_id, name, phone, email, timezone, language,
+                       opted_out_channels, vulnerable)
+SELECT u.id, u.name, u.phone, u.email, u.tz, u.lang,
+       ARRAY(SELECT c FROM jsonb_array_elements_text(CAST(u.opt AS jsonb))
+             WITH ORDINALITY AS x(c, n) ORDER BY n),
+       u.vul
+FROM unnest(CAST(:id AS text[]), CAST(:name AS text[]), CAST(:phone AS text[]),
+            CAST(:email AS text[]), CAST(:tz AS text[]), CAST(:lang AS text[]),
+            CAST(:opt AS text[]), CAST(:vul AS boolean[]))
+     AS u(id, name, phone, email, tz, lang, opt, vul)
+ORDER BY u.id
+ON CONFLICT (borrower_id) DO UPDATE SET name = EXCLUDED.name,
+    phone = EXCLUDED.phone, email = EXCLUDED.email, timezone = EXCLUDED.timezone,
+    language = EXCLUDED.language, opted_out_channels = EXCLUDED.opted_out_channels,
+    vulnerable = EXCLUDED.vulnerable, updated_at = now()
+""")
+
+
+async def save_borrowers(conn: AsyncConnection, borrowers: Sequence[BorrowerRow]) -> None:
+    """Upsert full borrower snapshots (one per id; the caller keeps the latest)."""
+    if not borrowers:
+        return
+    await conn.execute(_SAVE_BORROWERS, {
+        "id": [b.borrower_id for b in borrowers], "name": [b.name for b in borrowers],
+        "phone": [b.phone for b in borrowers], "email": [b.email for b in borrowers],
+        "tz": [b.timezone for b in borrowers], "lang": [b.language for b in borrowers],
+        "opt": [_json(list(b.opted_out_channels)) for b in borrowers],
+        "vul": [b.vulnerable for b in borrowers]})
+
+
+def history_span(policy: ContactPolicy) -> timedelta:
+    """How far back a decision looks: the longest cap window."""
+    windows = [c.window for caps in policy.caps.values() for c in caps]
+    return max(windows) if windows else timedelta(days=7)
+
+
+_HISTORY = text("""
+SELECT loan_id, channel,
+       min(decided_at) FILTER (WHERE status IN ('sent', 'failed')) AS sent_at,
+       (array_agg(status ORDER BY id DESC))[1] AS status
+FROM contacts
+WHERE loan_id = ANY(CAST(:loans AS text[])) AND status IN ('sent', 'delivered', 'failed')
+  AND decided_at > :since
+GROUP BY loan_id, contact_id, channel
+""")
+
+
+async def load_histories(conn: AsyncConnection, loan_ids: Iterable[str],
+                         since: datetime) -> dict[str, list[ContactRecord]]:
+    """Per loan, one record per contact that went out after ``since`` (its first send time,
+    its latest status)."""
+    ids = sorted(set(loan_ids))
+    history: dict[str, list[ContactRecord]] = {}
+    if not ids:
+        return history
+    for r in await conn.execute(_HISTORY, {"loans": ids, "since": since}):
+        if r.sent_at:
+            history.setdefault(r.loan_id, []).append(
+                ContactRecord(r.channel, r.sent_at, r.status))
+    return history
+
+
+async def logged_contact_ids(conn: AsyncConnection, contact_ids: Iterable[str]) -> set[str]:
+    """The ids among ``contact_ids`` that already have a row in the contact log."""
+    ids = sorted(set(contact_ids))
+    if not ids:
+        return set()
+    rows = await conn.execute(text("""
+        SELECT DISTINCT contact_id FROM contacts
+        WHERE contact_id = ANY(CAST(:ids AS text[]))"""), {"ids": ids})
+    return {r.contact_id for r in rows}
 
 
 _LOG = text("""
 INSERT INTO contacts (contact_id, loan_id, borrower_id, channel, template, stage, trigger,
                       status, reason, scheduled_for, decided_at, attempt)
-VALUES (:contact_id, :loan_id, :borrower_id, :channel, :template, :stage, :trigger,
-        :status, :reason, :scheduled_for, :decided_at, CAST(:attempt AS jsonb))
+SELECT c, l, b, ch, t, s, tr, st, r, sf, d, CAST(a AS jsonb)
+FROM unnest(CAST(:contact_id AS text[]), CAST(:loan_id AS text[]), CAST(:borrower_id AS text[]),
+            CAST(:channel AS text[]), CAST(:template AS text[]), CAST(:stage AS text[]),
+            CAST(:trigger AS text[]), CAST(:status AS text[]), CAST(:reason AS text[]),
+            CAST(:scheduled_for AS timestamptz[]), CAST(:decided_at AS timestamptz[]),
+            CAST(:attempt AS text[]))
+     WITH ORDINALITY AS u(c, l, b, ch, t, s, tr, st, r, sf, d, a, n)
+ORDER BY n
 """)
+
+_LOG_FIELDS = ("contact_id", "loan_id", "borrower_id", "channel", "template", "stage",
+               "trigger", "status", "reason", "scheduled_for", "decided_at")
 
 
 async def append_log(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
-    """Append decisions to the contact log (never updated, never deleted but by retention)."""
-    if rows:
-        for r in rows:
-            CONTACTS_LOGGED.labels(r["channel"], r["status"]).inc()
-        await conn.execute(_LOG, [
-            {**r, "attempt": orjson.dumps(r["attempt"]).decode() if r.get("attempt") else None}
-            for r in rows])
+    """Append decisions to the contact log in order, with one statement (never updated, never
+    deleted but by retention)."""
+    if not rows:
+        return
+    for r in rows:
+        CONTACTS_LOGGED.labels(r["channel"], r["status"]).inc()
+    params: dict[str, list[Any]] = {f: [r[f] for r in rows] for f in _LOG_FIELDS}
+    params["attempt"] = [_json(r["attempt"]) if r.get("attempt") else None for r in rows]
+    await conn.execute(_LOG, params)
 
 
-async def queue_deferred(conn: AsyncConnection, req: ContactRequest, due_at: datetime) -> None:
+async def queue_deferred(conn: AsyncConnection,
+                         items: Sequence[tuple[ContactRequest, datetime]]) -> None:
+    """(request, due_at) into the deferred queue; a contact already queued moves to the new
+    time (the last one given wins)."""
+    latest = {req.contact_id: (req, due) for req, due in items}
+    if not latest:
+        return
     await conn.execute(text("""
         INSERT INTO deferred_contacts (contact_id, due_at, request)
-        VALUES (:c, :due, CAST(:req AS jsonb))
+        SELECT c, due, CAST(req AS jsonb)
+        FROM unnest(CAST(:c AS text[]), CAST(:due AS timestamptz[]), CAST(:req AS text[]))
+             AS u(c, due, req)
+        ORDER BY c
         ON CONFLICT (contact_id) DO UPDATE SET due_at = EXCLUDED.due_at"""),
-        {"c": req.contact_id, "due": due_at, "req": request_to_json(req)})
+        {"c": list(latest), "due": [due for _, due in latest.values()],
+         "req": [request_to_json(req) for req, _ in latest.values()]})
 
 
-async def queue_dispatch(conn: AsyncConnection, req: ContactRequest, template_id: str) -> None:
+async def queue_dispatch(conn: AsyncConnection,
+                         items: Sequence[tuple[ContactRequest, str]]) -> None:
+    """(request, template id) into the dispatch queue; a contact already queued stays as is."""
+    if not items:
+        return
     await conn.execute(text("""
         INSERT INTO dispatch_queue (contact_id, channel, template_id, request)
-        VALUES (:c, :ch, :t, CAST(:req AS jsonb)) ON CONFLICT (contact_id) DO NOTHING"""),
-        {"c": req.contact_id, "ch": req.channel, "t": template_id,
-         "req": request_to_json(req)})
+        SELECT c, ch, t, CAST(req AS jsonb)
+        FROM unnest(CAST(:c AS text[]), CAST(:ch AS text[]), CAST(:t AS text[]),
+                    CAST(:req AS text[])) WITH ORDINALITY AS u(c, ch, t, req, n)
+        ORDER BY n
+        ON CONFLICT (contact_id) DO NOTHING"""),
+        {"c": [req.contact_id for req, _ in items], "ch": [req.channel for req, _ in items],
+         "t": [t for _, t in items], "req": [request_to_json(req) for req, _ in items]})
 
 
 async def purge_contacts(conn: AsyncConnection, older_than: datetime) -> int:

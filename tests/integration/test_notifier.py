@@ -77,7 +77,10 @@ class Notifier:
 
 @contextlib.asynccontextmanager
 async def running(engine, schema, topics, producer, uid, sandbox,
-                  clock: Clock | None = None) -> AsyncIterator[Notifier]:
+                  clock: Clock | None = None,
+                  batches: list[list[str]] | None = None) -> AsyncIterator[Notifier]:
+    """The notifier's consumer, relay, scheduler and dispatcher on the test's topics and schema;
+    ``batches`` (if given) collects the event types of each batch the consumer applies."""
     await migrate(DB_URL, schema, MIGRATIONS)
     urls = {f"provider_{ch}_url": f"{sandbox}/v1/{ch}" for ch in ("sms", "email", "voice",
                                                                   "letter")}
@@ -85,7 +88,17 @@ async def running(engine, schema, topics, producer, uid, sandbox,
                                 topic_prefix=topics.prefix, dispatch_concurrency=1,
                                 provider_backoff_first_s=0.01, **urls)
     clock = clock or ManualClock(LATE_EVENING)
-    runner = ConsumerRunner(consumer_spec(settings, clock), engine, RunnerConfig(
+    spec = consumer_spec(settings, clock)
+    if batches is not None:
+        load = spec.before_batch
+        assert load is not None
+
+        async def recorded(ctx, events) -> None:  # type: ignore[no-untyped-def]
+            batches.append([e.type for e in events])
+            await load(ctx, events)
+
+        spec.before_batch = recorded
+    runner = ConsumerRunner(spec, engine, RunnerConfig(
         bootstrap=KAFKA, group_id=f"g-{uid}", schema=schema, topics=topics,
         source="urn:qingshou:notifier", max_records=500, poll_timeout_ms=100))
     relay = OutboxRelay(engine, producer, schema, poll_interval=0.1, name="notifier-test")
@@ -455,3 +468,58 @@ async def test_a_contact_for_a_borrower_not_yet_known_waits_for_the_borrower(
     assert await notifier.dispatcher.tick() == 2
     sent = [c for c, s, _ in await statuses(notifier, loan) if s == "sent"]
     assert sorted(set(sent)) == ["email", "sms"]
+
+
+async def test_one_batch_decides_in_event_order_and_caps_count_its_own_sends(
+        engine, schema, topics, producer, uid, sandbox):
+    """Requests of one consumed batch are decided together: a send decided earlier in the batch
+    counts toward the caps of the next request, and a flag raised between two events of the
+    batch blocks only the later one."""
+    loan, borrower = f"L{uid}", f"B{uid}"
+    clock = ManualClock(datetime(2026, 11, 27, 3, 0, tzinfo=UTC))  # 11:00 in Shanghai
+    async with running(engine, schema, topics, producer, uid, sandbox, clock) as n:
+        await publish(producer, topics, "loan-events", "borrower.updated", borrower, {
+            "borrower_id": borrower, "name": "Li Hua", "phone": "+8613800000000",
+            "email": "li.hua@example.com", "timezone": "Asia/Shanghai", "language": "en",
+            "opted_out_channels": [], "vulnerable": False})
+        await publish(producer, topics, "loan-events", "loan.opened", loan, {
+            "loan_id": loan, "borrower_id": borrower, "product": "consumer_loan",
+            "currency": "CNY", "principal": "10000.00", "opened_on": "2026-01-02"})
+
+        async def known() -> bool:
+            return bool(await n.rows("SELECT 1 FROM loans l JOIN borrowers b USING (borrower_id) "
+                                     "WHERE l.loan_id = :l", l=loan))
+
+        await eventually(known)
+
+    # while no consumer runs: one loan's events, one partition, in this order
+    def upcoming(no: int) -> dict:
+        return {"loan_id": loan, "instalment_no": no, "due_date": f"2026-12-0{no}",
+                "amount_due": "500.00"}
+
+    await publish(producer, topics, "loan-events", "instalment.upcoming", loan, upcoming(1))
+    await publish(producer, topics, "loan-events", "instalment.upcoming", loan, upcoming(2))
+    await publish(producer, topics, "loan-events", "case.flag.raised", loan, {
+        "loan_id": loan, "flag": "cease_contact", "note": "asked us to stop"})
+    await publish(producer, topics, "loan-events", "instalment.upcoming", loan, upcoming(3))
+
+    batches: list[list[str]] = []
+    async with running(engine, schema, topics, producer, uid, sandbox, clock, batches) as n:
+        async def decided() -> bool:
+            return len(await statuses(n, loan)) == 6
+
+        await eventually(decided)
+        rows = await n.rows("SELECT channel, status, reason, scheduled_for, attempt "
+                            "FROM contacts WHERE loan_id = :l ORDER BY id", l=loan)
+        flags = await n.rows("SELECT flags FROM loans WHERE loan_id = :l", l=loan)
+    assert batches == [["instalment.upcoming", "instalment.upcoming", "case.flag.raised",
+                        "instalment.upcoming"]]
+    tomorrow = datetime(2026, 11, 28, 3, 0, tzinfo=UTC)  # the daily windows have passed
+    assert [(r.channel, r.status, r.reason, r.scheduled_for) for r in rows] == [
+        ("sms", "sent", "queued_for_provider", None),
+        ("email", "sent", "queued_for_provider", None),
+        ("sms", "deferred", "frequency_cap", tomorrow),
+        ("email", "deferred", "frequency_cap", tomorrow),
+        ("sms", "suppressed", "cease_contact", None),
+        ("email", "suppressed", "cease_contact", None)]
+    assert flags[0].flags == ["cease_contact"]

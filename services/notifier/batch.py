@@ -1,0 +1,138 @@
+"""One consumed batch of the notifier: what it knows, loaded once, written back once.
+
+``before_batch`` (:meth:`NotifierBatch.load`) creates the rows of loans the batch will write
+and have no row yet, locks every loan it will write (in id order, one statement), reads the
+loans it only reads and the borrowers it may contact. Handlers then change these in memory
+exactly as their single-row statements used to, and queue contact requests with the loan and
+borrower as they are at that event; ``after_batch`` (:meth:`NotifierBatch.finish`) writes the
+changed loans and borrowers with one statement each and decides the requests together
+(:class:`services.notifier.contacts.ContactBatch`).
+
+Locking every written loan, new or old, keeps two notifier instances that see one loan on
+different topics (a stage change here, a flag there) from overwriting each other's columns:
+the second waits for the first to commit and reads its result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.notifier import store
+from services.notifier.contacts import ContactBatch
+from services.notifier.domain import BorrowerProfile, ContactPolicy, ContactRequest
+from services.notifier.store import BorrowerRow, LoanState
+from shared.context import BatchContext
+from shared.events import Event
+
+# event types whose handler inserts the loan's row when it is missing
+CREATES_LOAN = frozenset({"loan.opened", "loan.closed", "case.flag.raised", "stage.changed",
+                          "case.assigned"})
+# ... and those that only update an existing row
+UPDATES_LOAN = frozenset({"case.flag.cleared"})
+
+
+class NotifierBatch:
+    def __init__(self, loans: dict[str, LoanState], locked: set[str], created: set[str],
+                 borrowers: dict[str, BorrowerRow]) -> None:
+        self._loans = loans  # a loan without a row is absent (the created rows too, at first)
+        self._locked = locked
+        self._created = created
+        self._borrowers = borrowers
+        self._loaded_borrowers: set[str] = set(borrowers)
+        self._dirty_loans: set[str] = set()
+        self._dirty_borrowers: set[str] = set()
+        self.contacts = ContactBatch()
+
+    @classmethod
+    async def load(cls, conn: AsyncConnection, events: Iterable[Event]) -> NotifierBatch:
+        """Lock and read what the batch's events need, with at most four queries."""
+        writes: set[str] = set()
+        creates: set[str] = set()
+        reads: set[str] = set()
+        borrower_ids: set[str] = set()
+        for event in events:
+            data = event.data
+            loan_id = getattr(data, "loan_id", None)
+            borrower_id = getattr(data, "borrower_id", None)
+            if isinstance(borrower_id, str):
+                borrower_ids.add(borrower_id)
+            if not isinstance(loan_id, str):
+                continue
+            if event.type in CREATES_LOAN:
+                creates.add(loan_id)
+                writes.add(loan_id)
+            elif event.type in UPDATES_LOAN:
+                writes.add(loan_id)
+            else:
+                reads.add(loan_id)
+        created = await store.create_loans(conn, creates)
+        loans = await store.load_loans(conn, writes, lock=True)
+        loans.update(await store.load_loans(conn, reads - writes))
+        for loan_id in created:
+            loans.pop(loan_id, None)  # inserted just now: to the handlers it does not exist yet
+        borrower_ids.update(s.borrower_id for s in loans.values() if s.borrower_id)
+        borrowers = await store.load_borrowers(conn, borrower_ids)
+        batch = cls(loans, writes, created, borrowers)
+        batch._loaded_borrowers |= borrower_ids
+        return batch
+
+    # -- loans and borrowers ---------------------------------------------------------------
+
+    def loan(self, loan_id: str) -> LoanState | None:
+        return self._loans.get(loan_id)
+
+    def put_loan(self, loan: LoanState) -> None:
+        if loan.loan_id not in self._locked:
+            raise RuntimeError(f"loan {loan.loan_id} was not locked for this batch")
+        self._loans[loan.loan_id] = loan
+        self._dirty_loans.add(loan.loan_id)
+
+    def put_borrower(self, borrower: BorrowerRow) -> None:
+        self._borrowers[borrower.borrower_id] = borrower
+        self._loaded_borrowers.add(borrower.borrower_id)
+        self._dirty_borrowers.add(borrower.borrower_id)
+
+    async def borrower(self, conn: AsyncConnection, borrower_id: str) -> BorrowerProfile | None:
+        await self.ensure_borrowers(conn, [borrower_id])
+        found = self._borrowers.get(borrower_id)
+        return found.profile if found is not None else None
+
+    async def ensure_borrowers(self, conn: AsyncConnection, ids: Iterable[str]) -> None:
+        """Read the borrowers not read yet (one query, none when all are known)."""
+        missing = set(ids) - self._loaded_borrowers
+        if missing:
+            self._borrowers.update(await store.load_borrowers(conn, missing))
+            self._loaded_borrowers |= missing
+
+    async def flush(self, conn: AsyncConnection, *, final: bool = False) -> None:
+        """Write the changed loans and borrowers (before SQL that reads them, and at the end)."""
+        await store.save_loans(conn, [self._loans[i] for i in self._dirty_loans])
+        await store.save_borrowers(conn, [self._borrowers[i]
+                                          for i in sorted(self._dirty_borrowers)])
+        self._created -= self._dirty_loans  # written: real rows now
+        if final:
+            # a row inserted for a handler that then left it alone would not have existed
+            await store.delete_loans(conn, self._created)
+            self._created.clear()
+        self._dirty_loans.clear()
+        self._dirty_borrowers.clear()
+
+    # -- contacts ----------------------------------------------------------------------------
+
+    async def request(self, conn: AsyncConnection, requests: list[ContactRequest],
+                      now: datetime, policy: ContactPolicy, loan: LoanState | None) -> None:
+        """Queue requests, to be decided with the loan and borrowers as they are now."""
+        if not requests:
+            return
+        await self.ensure_borrowers(conn, {r.borrower_id for r in requests})
+        for req in requests:
+            found = self._borrowers.get(req.borrower_id)
+            self.contacts.add([req], now, policy, loan,
+                              found.profile if found is not None else None)
+
+    async def finish(self, ctx: BatchContext) -> None:
+        await self.flush(ctx.conn, final=True)
+        await self.contacts.decide_all(ctx)
