@@ -107,7 +107,7 @@ def bench(
         raise typer.BadParameter(f"unknown benchmark {suite!r}")
     results = asyncio.run(runner_bench.run(s.kafka_bootstrap, s.database_url, events,
                                            baseline_events, s.topic_partitions, processes))
-    console.print(runner_bench.report(results))
+    print(runner_bench.report(results))  # plain: a Markdown table must not be wrapped
 
 
 # -- dead letters ------------------------------------------------------------------------------
