@@ -68,6 +68,10 @@ class OutboxRelay:
         await self._listen()
         backoff = Backoff()
         while not self._stopping.is_set():
+            # cleared before the cycle, never after it: a NOTIFY for rows committed while the
+            # cycle ran must cut the next sleep short (clearing it afterwards lost it, and those
+            # rows waited for the next commit or the poll interval)
+            self._wake.clear()
             try:
                 sent = await self.publish_once()
                 backoff.reset()
@@ -89,7 +93,6 @@ class OutboxRelay:
                 except Exception as exc:  # housekeeping only: never ends the relay
                     log.warning("outbox housekeeping failed",
                                 extra={"relay": self.name, "error": repr(exc)})
-                self._wake.clear()
                 await self._sleep(self.poll_interval, wakeable=True)
         await self._unlisten()
 
