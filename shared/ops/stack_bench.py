@@ -1,12 +1,17 @@
 """End-to-end latency of the running stack: from ingest's 202 to the notifier's decision.
 
-Setup posts borrowers and loans through ingest. The load then posts one `instalment.upcoming`
+Setup posts borrowers and loans through ingest and waits until the services' consumer groups
+have committed everything on `loan-events` (so the load is measured on a stack at rest, not
+behind a backlog of setup events). The load then posts one `instalment.upcoming`
 per loan, in batches of 50 every 50 ms (1,000 events/s by default), through ingest's batch
 endpoint; each event's clock starts when its batch is answered 202 (Kafka acknowledged). A
 group-less consumer of `contact-outcomes` stops the clock at the first `contact.attempted` of
 the loan: the notifier decided (sent, deferred or suppressed) and the decision was committed and
-published through its outbox. Afterwards the peak resident memory (VmHWM) of each service
-process is read from /proc, using the pid files of `scripts/stack.sh`.
+published through its outbox. The first decisions are tallied by status: whether the notifier
+sends, defers (quiet hours at the borrowers' local time of the run) or suppresses changes what
+follows the decision (a send is dispatched to the provider by the same process). Afterwards the
+peak resident memory (VmHWM) of each service process is read from /proc, using the pid files of
+`scripts/stack.sh`.
 """
 
 from __future__ import annotations
@@ -14,14 +19,20 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 import orjson
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 BATCH = 50
+# the services reading `loan-events`, whose backlog must be gone before the load starts
+SERVICES_ON_LOAN_EVENTS = ("staging", "notifier", "incentives")
+SETTLE_TIMEOUT_S = 600.0
 
 
 @dataclass
@@ -31,6 +42,8 @@ class StackBenchResult:
     seconds: float
     latencies_ms: list[float]
     peak_rss_mb: dict[str, float]
+    settle_seconds: float = 0.0
+    first_status: Counter[str] = field(default_factory=Counter)
 
     def percentile(self, p: float) -> float:
         if not self.latencies_ms:
@@ -69,6 +82,42 @@ async def _post(client: httpx.AsyncClient, url: str, events: list[dict]) -> None
     raise RuntimeError(f"ingest refused a batch: {r.status_code} {r.text[:200]}")
 
 
+def _prefix_of(contacts_topic: str) -> str:
+    return contacts_topic[: -len("contact-outcomes")]
+
+
+async def wait_until_consumed(bootstrap: str, topic: str, groups: Sequence[str],
+                              timeout: float = SETTLE_TIMEOUT_S) -> float:
+    """Wait until every group in ``groups`` has committed the end of ``topic`` as it is now;
+    returns the seconds waited (raises TimeoutError after ``timeout``)."""
+    started = time.monotonic()
+    probe = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="qingshou-bench")
+    await probe.start()
+    await admin.start()
+    try:
+        described = await admin.describe_topics([topic])
+        tps = [TopicPartition(topic, p["partition"]) for p in described[0]["partitions"]]
+        if not tps:
+            raise RuntimeError(f"topic {topic} has no partitions")
+        end = await probe.end_offsets(tps)
+        while True:
+            behind = 0
+            for group in groups:
+                committed = await admin.list_consumer_group_offsets(group, partitions=tps)
+                for tp in tps:
+                    done = committed[tp].offset if tp in committed else -1
+                    behind += max(0, end[tp] - max(done, 0))
+            if behind == 0:
+                return time.monotonic() - started
+            if time.monotonic() - started > timeout:
+                raise TimeoutError(f"{behind} events of {topic} still unconsumed by {groups}")
+            await asyncio.sleep(0.5)
+    finally:
+        await probe.stop()
+        await admin.close()
+
+
 def peak_rss_mb(run_dir: Path) -> dict[str, float]:
     """VmHWM (peak resident set) of each service whose pid file is in ``run_dir``."""
     peaks: dict[str, float] = {}
@@ -93,6 +142,7 @@ async def run(*, ingest_url: str, api_key: str, bootstrap: str, contacts_topic: 
                                 enable_auto_commit=False, auto_offset_reset="latest")
     await consumer.start()
     first_decision: dict[str, float] = {}
+    first_status: Counter[str] = Counter()
     accepted: dict[str, float] = {}
     stop = asyncio.Event()
 
@@ -102,9 +152,11 @@ async def run(*, ingest_url: str, api_key: str, bootstrap: str, contacts_topic: 
             now = time.time()
             for records in batch.values():
                 for rec in records:
-                    loan = orjson.loads(rec.value)["data"]["loan_id"]
-                    if loan.startswith(tag):
-                        first_decision.setdefault(loan, now)
+                    data = orjson.loads(rec.value)["data"]
+                    loan = data["loan_id"]
+                    if loan.startswith(tag) and loan not in first_decision:
+                        first_decision[loan] = now
+                        first_status[data["status"]] += 1
 
     watcher = asyncio.create_task(watch())
     try:
@@ -113,7 +165,10 @@ async def run(*, ingest_url: str, api_key: str, bootstrap: str, contacts_topic: 
             setup = _setup_events(tag, total)
             for i in range(0, len(setup), 1000):
                 await _post(client, batch_url, setup[i:i + 1000])
-            await asyncio.sleep(5)  # the notifier learns borrowers and loans
+            prefix = _prefix_of(contacts_topic)
+            settled = await wait_until_consumed(
+                bootstrap, f"{prefix}loan-events",
+                [f"{prefix}qingshou-{name}" for name in SERVICES_ON_LOAN_EVENTS])
             started = time.monotonic()
             pending = []
 
@@ -145,13 +200,18 @@ async def run(*, ingest_url: str, api_key: str, bootstrap: str, contacts_topic: 
     latencies = [max(0.0, (first_decision[k] - t) * 1000) for k, t in accepted.items()
                  if k in first_decision]
     return StackBenchResult(sent=len(accepted), decided=len(latencies), seconds=elapsed,
-                            latencies_ms=latencies, peak_rss_mb=peak_rss_mb(run_dir))
+                            latencies_ms=latencies, peak_rss_mb=peak_rss_mb(run_dir),
+                            settle_seconds=settled, first_status=first_status)
 
 
 def report(result: StackBenchResult, rate: int) -> str:
     lines = [f"Offered {rate:,} events/s for {result.seconds:.1f} s: {result.sent:,} accepted "
              f"(202), {result.decided:,} decided "
-             f"({result.sent / result.seconds:,.0f} events/s achieved).", "",
+             f"({result.sent / result.seconds:,.0f} events/s achieved).",
+             f"Setup absorbed by every consumer in {result.settle_seconds:.1f} s. First "
+             "decisions: " + (", ".join(f"{n:,} {status}" for status, n
+                                       in sorted(result.first_status.items())) or "none")
+             + ".", "",
              "| latency 202 → decision published | ms |", "|---|---:|"]
     for p in (50, 95, 99):
         lines.append(f"| p{p} | {result.percentile(p):,.0f} |")
