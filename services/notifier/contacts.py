@@ -141,9 +141,10 @@ class _Outcome:
 
     def decide(self, p: _Pending, history: list[ContactRecord]) -> Decision | None:
         """Decide one request; a send joins ``history`` at once, for the caps of the next."""
-        req, now, policy = p.request, p.now, p.policy
-        if p.loan is not None:
-            req = req.with_loan_state(p.loan.stage, p.loan.closed)
+        req, now, policy, loan = p.request, p.now, p.policy, p.loan
+        if loan is not None and (loan.stage != req.loan_stage_now
+                                 or loan.closed != req.loan_closed):
+            req = req.with_loan_state(loan.stage, loan.closed)  # a copy only when it differs
         if p.borrower is None:
             # borrower.updated travels keyed by borrower, so it may land after the loan's first
             # trigger: wait for it (backing off) while the request is fresh, then give up
@@ -155,7 +156,7 @@ class _Outcome:
             else:
                 self.rows.append(log_row(req, "suppressed", "unknown_borrower", now))
             return None
-        flags = frozenset(p.loan.flags) if p.loan is not None else frozenset()
+        flags = frozenset(loan.flags) if loan is not None else frozenset()
         decision = decide(req, p.borrower, flags, history, now, policy)
         self.rows.append(_row_for(req, decision, now))
         if isinstance(decision, Send):
