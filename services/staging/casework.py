@@ -88,8 +88,9 @@ class Casework:
         if request.owner_kind == "relationship_manager" and rm in roster and \
                 not roster[rm].active:
             request = replace(request, owner_kind="team")
-        loads = [CollectorLoad(c.collector_id, c.team, c.capacity, c.active, c.open_cases)
-                 for c in roster.values()]
+        # lazily: a relationship manager's case never reads them, a team's only its members
+        loads = (CollectorLoad(c.collector_id, c.team, c.capacity, c.active, c.open_cases)
+                 for c in roster.values() if c.team == request.team)
         collector_id, team = resolve_assignment(request, loads)
         outcome = apply_assignment(state, collector_id, team, self.policy(state))
         self._owner_moved(state, outcome.state)

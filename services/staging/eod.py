@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import replace
 from datetime import date, timedelta
 
 from sqlalchemy import text
@@ -115,4 +114,4 @@ class EndOfDay:
 
 
 def _postpone(state: LoanState, on: date) -> LoanState:
-    return replace(state, next_transition_date=on + timedelta(days=1))
+    return state.evolve(next_transition_date=on + timedelta(days=1))

@@ -2,10 +2,10 @@
 
 Decisions:
 
-- Load is ``open_cases / capacity``, compared exactly (fractions); ties go to the smallest
-  collector id. Capacity is a target, not a hard limit: when every active collector of the team
-  is full the case still goes to the least loaded one, since an unowned case is worse. A
-  collector with capacity 0 takes no case.
+- Load is ``open_cases / capacity``, compared exactly (cross-multiplied, no floats); ties go
+  to the smallest collector id. Capacity is a target, not a hard limit: when every active
+  collector of the team is full the case still goes to the least loaded one, since an
+  unowned case is worse. A collector with capacity 0 takes no case.
 - A relationship-manager stage goes to the loan's relationship manager, who need not be in the
   roster; without one, to the fallback team of the stage.
 - With no eligible collector the case waits in the team's queue (collector None, team set).
@@ -16,7 +16,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
-from fractions import Fraction
 
 
 @dataclass(frozen=True)
@@ -41,13 +40,21 @@ class AssignmentRequest:
     business_date: date
 
 
+def _less_loaded(a: CollectorLoad, b: CollectorLoad) -> bool:
+    """``a`` before ``b``: open/capacity compared exactly, by cross-multiplying (both
+    capacities are positive), then by id."""
+    left, right = a.open_cases * b.capacity, b.open_cases * a.capacity
+    return left < right or (left == right and a.collector_id < b.collector_id)
+
+
 def choose_collector(candidates: Iterable[CollectorLoad], team: str) -> str | None:
     """The least-loaded active collector of ``team`` relative to capacity, ties by id."""
-    eligible = [c for c in candidates if c.active and c.team == team and c.capacity > 0]
-    if not eligible:
-        return None
-    best = min(eligible, key=lambda c: (Fraction(c.open_cases, c.capacity), c.collector_id))
-    return best.collector_id
+    best: CollectorLoad | None = None
+    for c in candidates:
+        if c.active and c.team == team and c.capacity > 0 and \
+                (best is None or _less_loaded(c, best)):
+            best = c
+    return None if best is None else best.collector_id
 
 
 def resolve_assignment(request: AssignmentRequest,

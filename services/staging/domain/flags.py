@@ -47,7 +47,7 @@ class Flags:
 
     @property
     def special(self) -> bool:
-        return any(name in SPECIAL_FLAGS for name in self.active)
+        return not SPECIAL_FLAGS.isdisjoint(self.active)
 
     def pause_intervals(self, on: date) -> tuple[Interval, ...]:
         """Every hardship pause as of business date ``on``, the open one cut at ``on``."""

@@ -70,18 +70,18 @@ def _promises(state: LoanState, policy: Policy) -> tuple[LoanState, list[Emitted
     after = evaluate_promises(state.promises, state.ledger.payments, policy.promise_grace_days,
                               state.business_date)
     events = [outbound.promise_outcome(state, p) for p in changed_promises(state.promises, after)]
-    return replace(state, promises=after), events
+    return state.evolve(promises=after), events
 
 
 def _settle(state: LoanState, policy: Policy, reason: str,
             floor: str | None = None) -> tuple[LoanState, list[Emitted]]:
     dpd = days_past_due(state.ledger, state.flags, policy.tolerance, state.business_date)
     stage = select_stage(state.stage, dpd, state.arrears, state.flags, policy, floor=floor)
-    state = replace(state, dpd=dpd, policy_version=policy.version)
+    state = state.evolve(dpd=dpd, policy_version=policy.version)
     if stage == state.stage:
         return state, []
     change = StageChange(state.stage, stage, dpd, reason, state.business_date)
-    state = replace(state, stage=stage, history=(*state.history, change))
+    state = state.evolve(stage=stage, history=(*state.history, change))
     return state, [outbound.stage_changed(state, change)]
 
 
@@ -106,7 +106,7 @@ def _catch_up(state: LoanState, on: date, policy: Policy) -> tuple[LoanState, li
 
 
 def _age_once(state: LoanState, on: date, policy: Policy) -> tuple[LoanState, list[Emitted]]:
-    state = replace(state, business_date=on, flags=expire_flags(state.flags, on))
+    state = state.evolve(business_date=on, flags=expire_flags(state.flags, on))
     state, promise_events = _promises(state, policy)
     state, stage_events = _settle(state, policy, "aging")
     return state, promise_events + stage_events
@@ -122,7 +122,7 @@ def _set_owner(state: LoanState, collector_id: str | None,
         if history and history[-1].since == state.business_date:
             history = history[:-1]  # only the last owner of a day matters
         history = (*history, OwnerPeriod(state.business_date, collector_id))
-    state = replace(state, owner=CaseOwner(collector_id, team), owner_history=history)
+    state = state.evolve(owner=CaseOwner(collector_id, team), owner_history=history)
     if collector_id is not None:
         kind, subject = "case.assigned", collector_id
     elif previous.collector_id is not None:
@@ -159,7 +159,7 @@ def _finish(state: LoanState, policy: Policy, events: list[Emitted]) -> Outcome:
             request = _request(state, policy)
     elif owner.collector_id is None or owner.team != team:
         request = _request(state, policy)
-    state = replace(state, next_transition_date=next_transition_date(state, policy))
+    state = state.evolve(next_transition_date=next_transition_date(state, policy))
     return Outcome(state, tuple(events), request)
 
 
@@ -206,7 +206,7 @@ def apply_payment_missed(state: LoanState, data: dict[str, Any], business_date: 
     state, events = _catch_up(state, business_date, policy)
     before, dpd_before = state.ledger, state.dpd
     change = record_missed_payment(before, data["instalment_no"], due, unpaid)
-    state, stage_events = _settle(replace(state, ledger=change.ledger), policy, "missed_payment")
+    state, stage_events = _settle(state.evolve(ledger=change.ledger), policy, "missed_payment")
     events += _reallocations(state, before, change, dpd_before) + stage_events
     return _finish(state, policy, events)
 
@@ -223,14 +223,13 @@ def apply_repayment_received(state: LoanState, data: dict[str, Any], business_da
                               received_on=state.business_date, seq=state.next_seq)
     stage_before = state.stage
     credited = {**state.credited, payment_id: state.owner_on(value_date)}
-    state = replace(state, ledger=change.ledger, next_seq=state.next_seq + 1,
-                    credited=credited)
+    state = state.evolve(ledger=change.ledger, next_seq=state.next_seq + 1, credited=credited)
     state, promise_events = _promises(state, policy)
     state, stage_events = _settle(state, policy, "repayment")
     if _lower(policy, state.stage, stage_before):
         # Only a payment that moved the loan down leaves a floor for its reversal.
-        state = replace(state, stage_at_receipt={**state.stage_at_receipt,
-                                                 payment_id: stage_before})
+        state = state.evolve(stage_at_receipt={**state.stage_at_receipt,
+                                               payment_id: stage_before})
     assert change.applied is not None
     applied = outbound.repayment("repayment.applied", state, change.applied, value_date,
                                  dpd_before=dpd_before, reason="received")
@@ -249,7 +248,7 @@ def apply_repayment_reversed(state: LoanState, data: dict[str, Any], business_da
     assert payment is not None and change.unapplied is not None
     floor = state.stage_at_receipt.get(payment_id)
     receipts = {k: v for k, v in state.stage_at_receipt.items() if k != payment_id}
-    state = replace(state, ledger=change.ledger, stage_at_receipt=receipts)
+    state = state.evolve(ledger=change.ledger, stage_at_receipt=receipts)
     promise_events: list[Emitted] = []
     stage_events: list[Emitted] = []
     if state.status != CLOSED_STATUS:
@@ -274,7 +273,7 @@ def apply_flag_raised(state: LoanState, data: dict[str, Any], business_date: dat
     name, until = _flag_name(data), optional_date(data.get("until"), "until")
     state, events = _catch_up(state, business_date, policy)
     flags = raise_flag(state.flags, name, state.business_date, until, data.get("note") or "")
-    state = replace(state, flags=expire_flags(flags, state.business_date))
+    state = state.evolve(flags=expire_flags(flags, state.business_date))
     state, stage_events = _settle(state, policy, "flag")
     return _finish(state, policy, events + stage_events)
 
@@ -284,7 +283,7 @@ def apply_flag_cleared(state: LoanState, data: dict[str, Any], business_date: da
     _require_open(state)
     name = _flag_name(data)
     state, events = _catch_up(state, business_date, policy)
-    state = replace(state, flags=clear_flag(state.flags, name, state.business_date))
+    state = state.evolve(flags=clear_flag(state.flags, name, state.business_date))
     state, stage_events = _settle(state, policy, "flag")
     return _finish(state, policy, events + stage_events)
 
@@ -304,7 +303,7 @@ def apply_promise_made(state: LoanState, data: dict[str, Any], business_date: da
         raise Rejected("invalid_due_on", "due_on is before the business date")
     promise = Promise(promise_id, collector_id, amount, due_on, state.business_date,
                       state.next_seq)
-    state = replace(state, promises=(*state.promises, promise), next_seq=state.next_seq + 1)
+    state = state.evolve(promises=(*state.promises, promise), next_seq=state.next_seq + 1)
     return _finish(state, policy, events)
 
 
@@ -318,8 +317,8 @@ def apply_loan_closed(state: LoanState, data: dict[str, Any], business_date: dat
     promises = tuple(replace(p, status=CANCELLED) if p.status == OPEN else p
                      for p in state.promises)
     change = StageChange(state.stage, CLOSED_STAGE, state.dpd, "closed", state.business_date)
-    state = replace(state, status=CLOSED_STATUS, stage=CLOSED_STAGE, promises=promises,
-                    history=(*state.history, change))
+    state = state.evolve(status=CLOSED_STATUS, stage=CLOSED_STAGE, promises=promises,
+                         history=(*state.history, change))
     return _finish(state, policy, [*events, outbound.stage_changed(state, change)])
 
 
@@ -333,7 +332,7 @@ def apply_assignment(state: LoanState, collector_id: str | None, team: str | Non
                      policy: Policy) -> Outcome:
     """Record the owner chosen for an :class:`AssignmentRequest` (None: wait in the queue)."""
     state, events = _set_owner(state, collector_id, team)
-    return Outcome(replace(state, next_transition_date=next_transition_date(state, policy)),
+    return Outcome(state.evolve(next_transition_date=next_transition_date(state, policy)),
                    tuple(events))
 
 

@@ -88,6 +88,9 @@ class _View:
     unpaid: Mapping[int, Money]
     due: Mapping[int, date]
     allocations: Mapping[str, Allocation]
+    # derived once per replay: every evaluation reads them several times
+    arrears: Money
+    oldest_unpaid_due_date: date | None
 
 
 def _replay(entries: tuple[Instalment | Payment, ...]) -> _View:
@@ -110,7 +113,8 @@ def _replay(entries: tuple[Instalment | Payment, ...]) -> _View:
             parts.append((no, take))
         allocations[entry.payment_id] = Allocation(entry.payment_id, entry.amount, tuple(parts),
                                                    remaining)
-    return _View(unpaid, due, allocations)
+    oldest = min((due[no] for no, left in unpaid.items() if left > 0), default=None)
+    return _View(unpaid, due, allocations, sum(unpaid.values(), ZERO), oldest)
 
 
 @dataclass(frozen=True)
@@ -125,12 +129,11 @@ class Ledger:
 
     @property
     def arrears(self) -> Money:
-        return sum(self._view.unpaid.values(), ZERO)
+        return self._view.arrears
 
     @property
     def oldest_unpaid_due_date(self) -> date | None:
-        dates = [self._view.due[no] for no, unpaid in self._view.unpaid.items() if unpaid > 0]
-        return min(dates, default=None)
+        return self._view.oldest_unpaid_due_date
 
     def unpaid(self, instalment_no: int) -> Money:
         return self._view.unpaid.get(instalment_no, ZERO)

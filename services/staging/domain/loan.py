@@ -7,7 +7,7 @@ The handlers that change it live in ``handlers``; this module only holds the sta
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -110,6 +110,22 @@ class LoanState:
             owner = period.collector_id
         return owner
 
+    def evolve(self, **changes: Any) -> LoanState:
+        """A copy with ``changes``: ``dataclasses.replace`` without re-running ``__init__``.
+
+        Handlers update the state several times per event and end of day once per aged loan;
+        ``replace`` rebuilds all 24 fields through ``__init__`` each time, which was a fifth of
+        the CPU of aging a loan. Field names are still checked (an unknown one is a TypeError,
+        as with ``replace``); there is no ``__post_init__`` to re-run."""
+        unknown = changes.keys() - _FIELDS
+        if unknown:
+            raise TypeError(f"LoanState has no field {sorted(unknown)}")
+        new = object.__new__(LoanState)
+        values = new.__dict__  # frozen: fields are set in the instance dict, as __init__ does
+        values.update(self.__dict__)
+        values.update(changes)
+        return new
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "loan_id": self.loan_id, "borrower_id": self.borrower_id, "product": self.product,
@@ -150,3 +166,6 @@ class LoanState:
             next_seq=d["next_seq"], policy_version=d.get("policy_version"),
             next_transition_date=from_iso(d.get("next_transition_date")),
         )
+
+
+_FIELDS = frozenset(f.name for f in fields(LoanState))

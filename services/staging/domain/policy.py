@@ -61,10 +61,11 @@ class Policy:
     stages: tuple[StageRule, ...]
 
     def stage(self, name: str) -> StageRule:
-        for rule in self.stages:
-            if rule.name == name:
-                return rule
-        raise KeyError(name)
+        return self._by_name[name]  # KeyError for a stage the policy does not have
+
+    @cached_property
+    def _by_name(self) -> Mapping[str, StageRule]:
+        return {rule.name: rule for rule in self.stages}
 
     @cached_property
     def ranged(self) -> tuple[StageRule, ...]:
@@ -76,10 +77,11 @@ class Policy:
 
     def rank(self, name: str | None) -> int | None:
         """Severity of a DPD-driven stage; None for `special`, `closed` or an unknown name."""
-        for index, rule in enumerate(self.ranged):
-            if rule.name == name:
-                return index
-        return None
+        return self._ranks.get(name)
+
+    @cached_property
+    def _ranks(self) -> Mapping[str | None, int]:
+        return {rule.name: index for index, rule in enumerate(self.ranged)}
 
 
 @dataclass(frozen=True)

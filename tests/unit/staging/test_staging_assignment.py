@@ -1,3 +1,7 @@
+from fractions import Fraction
+
+from hypothesis import given
+from hypothesis import strategies as st
 from staging_builders import day
 
 from services.staging.domain.assignment import (
@@ -37,3 +41,16 @@ def test_resolve_relationship_manager_or_fallback_team():
                                 None, None, day(0))
     pool = [load("n1", 1, team="negotiation")]
     assert resolve_assignment(request, pool) == ("n1", "negotiation")
+
+
+@given(st.lists(st.tuples(st.integers(0, 60), st.integers(0, 25), st.booleans()),
+                max_size=12))
+def test_choice_is_the_exact_least_load_ratio_then_id(loads):
+    """Cross-multiplied comparison == comparing Fraction(open_cases, capacity)."""
+    candidates = [load(f"c{i:02d}", open_cases, capacity, active=active)
+                  for i, (open_cases, capacity, active) in enumerate(loads)]
+    eligible = [c for c in candidates if c.active and c.capacity > 0]
+    expected = min(eligible, key=lambda c: (Fraction(c.open_cases, c.capacity), c.collector_id),
+                   default=None)
+    chosen = choose_collector(reversed(candidates), "legal")
+    assert chosen == (expected.collector_id if expected else None)

@@ -179,3 +179,15 @@ def test_a_loan_aged_months_at_once_enters_each_stage_on_its_own_date():
                        ("intensive", day(61), 61), ("legal", day(91), 91)]
     assert [e.data["to_stage"] for e in aged.events if e.type == "stage.changed"] == [
         "early", "negotiation", "intensive", "legal"]
+
+
+def test_evolve_is_replace_without_init():
+    from dataclasses import replace
+
+    s = legal_loan()
+    changed = s.evolve(stage="write_off", dpd=181)
+    assert changed == replace(s, stage="write_off", dpd=181)
+    assert (s.stage, s.dpd) == ("legal", 95)  # the original is untouched
+    assert changed.to_dict() == dict(s.to_dict(), stage="write_off", dpd=181)
+    with pytest.raises(TypeError):
+        s.evolve(stagee="x")
