@@ -10,6 +10,7 @@ The relay's publishing rate of the resulting outbox is measured after.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import os
 import platform
 import signal
@@ -81,7 +82,9 @@ async def _consume(name: str, bootstrap: str, db_url: str, n: int, per_event: bo
         bootstrap=bootstrap, group_id=f"bench-{uid}", schema=schema, topics=topics,
         max_records=1 if per_event else 5000, poll_timeout_ms=100)
     if processes > 1:
-        elapsed = await _consume_in_processes(engine, db_url, config, n, processes)
+        elapsed = await consume_in_processes(
+            "shared.probe:probe_spec", engine, db_url, config,
+            "SELECT coalesce(sum(events), 0) FROM probe_loans", n, processes)
     else:
         runner = ConsumerRunner(probe_spec(per_event=per_event), engine, config)
         await runner.start()
@@ -100,12 +103,15 @@ async def _consume(name: str, bootstrap: str, db_url: str, n: int, per_event: bo
     return Result(name, n, elapsed), schema, topics.prefix
 
 
-async def _consume_in_processes(engine: AsyncEngine, db_url: str, config: RunnerConfig, n: int,
-                                processes: int) -> float:
-    """Run ``processes`` runner processes in one consumer group (as several instances of a
-    service would run) and time them from the first one's start until all ``n`` events are
-    committed, counted in the probe table. Rebalances while the others join are included."""
-    args = [sys.executable, "-m", "shared.bench", "worker", config.bootstrap, db_url,
+async def consume_in_processes(factory: str, engine: AsyncEngine, db_url: str,
+                               config: RunnerConfig, done: str, n: int, processes: int) -> float:
+    """Run ``processes`` runner processes of one consumer group, as several instances of a
+    service would run, and time them from the first one's start until the query ``done``
+    (run on ``engine``) counts ``n``. Rebalances while the others join are included.
+
+    ``factory`` names the spec's factory as ``module:function`` (called without arguments).
+    """
+    args = [sys.executable, "-m", "shared.bench", "worker", factory, config.bootstrap, db_url,
             config.schema, config.topics.prefix, config.group_id]
     workers = [await asyncio.create_subprocess_exec(*args, stdout=asyncio.subprocess.PIPE)
                for _ in range(processes)]
@@ -114,7 +120,7 @@ async def _consume_in_processes(engine: AsyncEngine, db_url: str, config: Runner
         for w in workers:  # each prints the monotonic time at which its consumer started
             assert w.stdout is not None
             starts.append(float((await w.stdout.readline()).decode() or "inf"))
-        count = text("SELECT coalesce(sum(events), 0) FROM probe_loans")
+        count = text(done)
         while True:
             async with engine.connect() as conn:
                 if (await conn.execute(count)).scalar_one() >= n:
@@ -130,9 +136,12 @@ async def _consume_in_processes(engine: AsyncEngine, db_url: str, config: Runner
             await w.wait()
 
 
-async def _worker(bootstrap: str, db_url: str, schema: str, prefix: str, group: str) -> None:
+async def _worker(factory: str, bootstrap: str, db_url: str, schema: str, prefix: str,
+                  group: str) -> None:
+    module, _, function = factory.partition(":")
+    spec = getattr(importlib.import_module(module), function)()
     engine = make_engine(db_url, schema, pool_size=2)
-    runner = ConsumerRunner(probe_spec(), engine, RunnerConfig(
+    runner = ConsumerRunner(spec, engine, RunnerConfig(
         bootstrap=bootstrap, group_id=group, schema=schema, topics=TopicNames(prefix),
         max_records=5000, poll_timeout_ms=100))
     await runner.start()
@@ -191,4 +200,4 @@ def report(results: list[Result]) -> str:
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["worker"]:
-    asyncio.run(_worker(*sys.argv[2:7]))
+    asyncio.run(_worker(*sys.argv[2:8]))

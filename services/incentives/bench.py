@@ -1,7 +1,8 @@
 """Benchmark: `repayment.applied` events/s through the incentives consumer, every effect committed.
 
-`python -m services.incentives.bench [events] [collectors]` (defaults 100,000 and 500) against the
-local Kafka and PostgreSQL (QS_KAFKA_BOOTSTRAP, QS_DATABASE_URL). Phase one assigns ten loans to
+`python -m services.incentives.bench [events] [collectors] [processes]` (defaults 100,000, 500
+and 1; more than one process runs that many consumer processes in one group) against the local
+Kafka and PostgreSQL (QS_KAFKA_BOOTSTRAP, QS_DATABASE_URL). Phase one assigns ten loans to
 each collector and consumes the assignments; phase two produces the repayments and times a fresh
 runner of the same group from its start until every repayment is committed (ledger entries,
 scorecards, outbox). The schema and topics are unique per run; the schema is dropped at the end.
@@ -21,7 +22,7 @@ import orjson
 from sqlalchemy import text
 
 from services.incentives.consumer import consumer_spec
-from shared.bench import _produce
+from shared.bench import _produce, consume_in_processes
 from shared.consumer import ConsumerRunner, RunnerConfig
 from shared.db import make_engine
 from shared.kafka import ensure_topics
@@ -70,7 +71,7 @@ async def _consume(runner: ConsumerRunner, until: int) -> float:
     return elapsed
 
 
-async def run(n: int, collectors: int) -> str:
+async def run(n: int, collectors: int, processes: int = 1) -> str:
     s = ServiceSettings(service="incentives")
     uid = uuid.uuid4().hex[:8]
     topics, schema = TopicNames(f"bench{uid}"), f"bench_inc_{uid}"
@@ -89,7 +90,13 @@ async def run(n: int, collectors: int) -> str:
         await _produce(s.kafka_bootstrap, topics.collection_assignments, cases)
         await _consume(runner(), len(cases))
         await _produce(s.kafka_bootstrap, topics.repayments_applied, repayments(n, collectors))
-        elapsed = await _consume(runner(), n)
+        if processes > 1:
+            elapsed = await consume_in_processes(
+                "services.incentives.consumer:consumer_spec", engine, s.database_url,
+                runner().config, "SELECT count(*) FROM credit_ledger WHERE kind = 'credit'",
+                n, processes)
+        else:
+            elapsed = await _consume(runner(), n)
         async with engine.connect() as conn:
             credits = (await conn.execute(text(
                 "SELECT count(*) FROM credit_ledger WHERE kind = 'credit'"))).scalar_one()
@@ -106,7 +113,8 @@ async def run(n: int, collectors: int) -> str:
         f"Partitions: {s.topic_partitions}, batch (max_records): 5000",
         "",
         "| run | events | seconds | events/s |", "|---|---:|---:|---:|",
-        f"| repayment.applied, {collectors} collectors | {n:,} | {elapsed:.2f} | "
+        f"| repayment.applied, {collectors} collectors, {processes} consumer process(es) | "
+        f"{n:,} | {elapsed:.2f} | "
         f"{n / elapsed:,.0f} |",
         "",
         f"Ledger credits committed: {credits:,}; scorecards: {cards:,}; "
@@ -117,7 +125,8 @@ async def run(n: int, collectors: int) -> str:
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
     collectors = int(sys.argv[2]) if len(sys.argv) > 2 else 500
-    sys.stdout.write(asyncio.run(run(n, collectors)) + "\n")
+    processes = int(sys.argv[3]) if len(sys.argv) > 3 else 1
+    sys.stdout.write(asyncio.run(run(n, collectors, processes)) + "\n")
 
 
 if __name__ == "__main__":
