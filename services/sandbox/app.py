@@ -7,6 +7,9 @@
 - `POST /control`: `{"fail_next": N, "fail_status": 503, "latency_ms": 0}` makes the next N
   requests fail and/or every request wait; `{"reset": true}` forgets everything.
 - `GET /v1/messages?channel=`: what was accepted, in order; `GET /v1/stats` counts requests.
+- `GET /v1/received`: every idempotency key (contact id) answered, with how many requests
+  carried it (a retry after a crash carries it again: accepted once, then answered as a
+  duplicate). The chaos test reads it to count the re-sends.
 
 State lives in memory: this is a development and test tool, not a provider.
 """
@@ -38,6 +41,7 @@ class SandboxState:
     def reset(self) -> None:
         self.messages: list[dict[str, Any]] = []
         self.by_key: dict[str, str] = {}
+        self.received: dict[str, int] = {}  # key -> requests that carried it
         self.fail_next = 0
         self.fail_status = 503
         self.latency_ms = 0
@@ -77,6 +81,13 @@ def create_app() -> FastAPI:
         items = [m for m in state.messages if channel is None or m["channel"] == channel]
         return {"items": items, "count": len(items)}
 
+    @app.get("/v1/received")
+    async def received() -> dict[str, Any]:
+        items = [{"idempotency_key": key, "requests": n, "message_id": state.by_key.get(key)}
+                 for key, n in state.received.items()]
+        return {"items": items, "count": len(items),
+                "resent": sum(n - 1 for n in state.received.values())}
+
     @app.get("/v1/stats")
     async def stats() -> dict[str, int]:
         return {"requests": state.requests, "failed": state.failed,
@@ -109,6 +120,7 @@ def create_app() -> FastAPI:
         return JSONResponse({"results": results})
 
     def record(channel: str, key: str, payload: dict[str, Any]) -> dict[str, Any]:
+        state.received[key] = state.received.get(key, 0) + 1
         if key in state.by_key:
             return {"message_id": state.by_key[key], "duplicate": True}
         message_id = state.next_id()
