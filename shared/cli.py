@@ -73,19 +73,25 @@ def check() -> None:
 
 @app.command()
 def bench(
-    suite: str = typer.Argument("runner", help="which benchmark: runner | stack"),
-    events: int = typer.Option(200_000, help="runner: events for the batched run"),
+    suite: str = typer.Argument("runner", help="which benchmark: runner | stack | chaos"),
+    events: int | None = typer.Option(None, help="runner: events for the batched run "
+                                      "(200,000); chaos: events of the book (100,000)"),
     baseline_events: int = typer.Option(5_000, help="runner: events for the baseline"),
     rate: int = typer.Option(1_000, help="stack: events per second offered to ingest"),
     seconds: int = typer.Option(15, help="stack: how long the load lasts"),
     api_key: str = typer.Option("qs-dev-admin", envvar="QS_API_KEY", help="stack: ingest key"),
     processes: int = typer.Option(1, help="runner: consumer processes in one group"),
+    kills: int = typer.Option(3, min=0, help="chaos: SIGKILLs of each service"),
+    seed: int = typer.Option(7, help="chaos: seed of the stream and of the kills"),
+    events_per_loan: int = typer.Option(25, min=6, help="chaos: events per loan (average)"),
 ) -> None:
     """Run a benchmark and print Markdown tables.
 
     ``runner``: the shared consumer runner on the local Kafka and PostgreSQL.
     ``stack``: the running stack (``make up``): latency from ingest's 202 to the notifier's
     published decision at ``--rate`` events/s, and each service's peak RSS.
+    ``chaos``: a stack of its own under SIGKILLs (``shared/ops/chaos.py``); exit 1 if a check
+    fails.
     """
     from shared import bench as runner_bench
 
@@ -103,9 +109,15 @@ def bench(
             run_dir=home / "run", rate=rate, seconds=seconds))
         console.print(stack_bench.report(result, rate))
         return
+    if suite == "chaos":
+        from shared.ops.chaos import bench_chaos
+
+        if not bench_chaos(s, events or 100_000, events_per_loan, kills, seed, api_key):
+            raise typer.Exit(1)
+        return
     if suite != "runner":
         raise typer.BadParameter(f"unknown benchmark {suite!r}")
-    results = asyncio.run(runner_bench.run(s.kafka_bootstrap, s.database_url, events,
+    results = asyncio.run(runner_bench.run(s.kafka_bootstrap, s.database_url, events or 200_000,
                                            baseline_events, s.topic_partitions, processes))
     print(runner_bench.report(results))  # plain: a Markdown table must not be wrapped
 
