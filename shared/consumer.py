@@ -76,6 +76,16 @@ class ConsumerSpec:
 
 @dataclass
 class RunnerConfig:
+    """How the runner reads Kafka and writes its schema.
+
+    Latency (measured for issue 7, aiokafka 0.14 on Kafka 4.4): neither ``poll_timeout_ms`` nor
+    aiokafka's ``fetch_max_wait_ms`` (500 ms, left at its default) delays an event. ``getmany``
+    returns as soon as a record is buffered, and with ``fetch_min_bytes`` = 1 the broker answers
+    a waiting fetch the moment a record arrives; the fetcher sends the next fetch while the
+    batch is applied. A record took 0.3 ms (p50) from its acknowledgement to ``getmany`` with
+    either 500 or 50 ms. What an event waits for is the batch in flight and its own batch.
+    """
+
     bootstrap: str
     group_id: str
     schema: str
