@@ -7,7 +7,10 @@ per loan, in batches of 50 every 50 ms (1,000 events/s by default), through inge
 endpoint; each event's clock starts when its batch is answered 202 (Kafka acknowledged). A
 group-less consumer of `contact-outcomes` stops the clock at the first `contact.attempted` of
 the loan: the notifier decided (sent, deferred or suppressed) and the decision was committed and
-published through its outbox. The first decisions are tallied by status: whether the notifier
+published through its outbox. Each latency is split at the decision's own `time` attribute
+(stamped by the notifier when it builds `contact.attempted`, inside the batch): before it, the
+way to the notifier and the wait for its batch; after it, the rest of the batch, the commit,
+the relay and Kafka. The first decisions are tallied by status: whether the notifier
 sends, defers (quiet hours at the borrowers' local time of the run) or suppresses changes what
 follows the decision (a send is dispatched to the provider by the same process). Afterwards the
 peak resident memory (VmHWM) of each service process is read from /proc, using the pid files of
@@ -22,6 +25,7 @@ import uuid
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -44,12 +48,18 @@ class StackBenchResult:
     peak_rss_mb: dict[str, float]
     settle_seconds: float = 0.0
     first_status: Counter[str] = field(default_factory=Counter)
+    to_decision_ms: list[float] = field(default_factory=list)
+    to_topic_ms: list[float] = field(default_factory=list)
 
     def percentile(self, p: float) -> float:
-        if not self.latencies_ms:
-            return float("nan")
-        ordered = sorted(self.latencies_ms)
-        return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
+        return percentile(self.latencies_ms, p)
+
+
+def percentile(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
 
 
 def _event(type_: str, subject: str, data: dict) -> dict:
@@ -142,6 +152,7 @@ async def run(*, ingest_url: str, api_key: str, bootstrap: str, contacts_topic: 
                                 enable_auto_commit=False, auto_offset_reset="latest")
     await consumer.start()
     first_decision: dict[str, float] = {}
+    decided_at: dict[str, float] = {}
     first_status: Counter[str] = Counter()
     accepted: dict[str, float] = {}
     stop = asyncio.Event()
@@ -152,10 +163,12 @@ async def run(*, ingest_url: str, api_key: str, bootstrap: str, contacts_topic: 
             now = time.time()
             for records in batch.values():
                 for rec in records:
-                    data = orjson.loads(rec.value)["data"]
+                    event = orjson.loads(rec.value)
+                    data = event["data"]
                     loan = data["loan_id"]
                     if loan.startswith(tag) and loan not in first_decision:
                         first_decision[loan] = now
+                        decided_at[loan] = datetime.fromisoformat(event["time"]).timestamp()
                         first_status[data["status"]] += 1
 
     watcher = asyncio.create_task(watch())
@@ -197,11 +210,13 @@ async def run(*, ingest_url: str, api_key: str, bootstrap: str, contacts_topic: 
         stop.set()
         await watcher
         await consumer.stop()
-    latencies = [max(0.0, (first_decision[k] - t) * 1000) for k, t in accepted.items()
-                 if k in first_decision]
-    return StackBenchResult(sent=len(accepted), decided=len(latencies), seconds=elapsed,
-                            latencies_ms=latencies, peak_rss_mb=peak_rss_mb(run_dir),
-                            settle_seconds=settled, first_status=first_status)
+    seen = [k for k in accepted if k in first_decision]
+    latencies = [max(0.0, (first_decision[k] - accepted[k]) * 1000) for k in seen]
+    return StackBenchResult(
+        sent=len(accepted), decided=len(latencies), seconds=elapsed, latencies_ms=latencies,
+        peak_rss_mb=peak_rss_mb(run_dir), settle_seconds=settled, first_status=first_status,
+        to_decision_ms=[(decided_at[k] - accepted[k]) * 1000 for k in seen],
+        to_topic_ms=[(first_decision[k] - decided_at[k]) * 1000 for k in seen])
 
 
 def report(result: StackBenchResult, rate: int) -> str:
@@ -212,10 +227,14 @@ def report(result: StackBenchResult, rate: int) -> str:
              "decisions: " + (", ".join(f"{n:,} {status}" for status, n
                                        in sorted(result.first_status.items())) or "none")
              + ".", "",
-             "| latency 202 → decision published | ms |", "|---|---:|"]
+             "| ms | 202 → decision published | 202 → decision made | made → published |",
+             "|---|---:|---:|---:|"]
+    columns = (result.latencies_ms, result.to_decision_ms, result.to_topic_ms)
     for p in (50, 95, 99):
-        lines.append(f"| p{p} | {result.percentile(p):,.0f} |")
-    lines.append(f"| max | {max(result.latencies_ms, default=float('nan')):,.0f} |")
+        lines.append(f"| p{p} | " + " | ".join(f"{percentile(c, p):,.0f}" for c in columns)
+                     + " |")
+    lines.append("| max | " + " | ".join(f"{max(c, default=float('nan')):,.0f}"
+                                          for c in columns) + " |")
     lines += ["", "| service | peak RSS (MB) |", "|---|---:|"]
     lines += [f"| {name} | {mb:,.0f} |" for name, mb in result.peak_rss_mb.items()]
     return "\n".join(lines)
