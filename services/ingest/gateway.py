@@ -28,6 +28,9 @@ log = logging.getLogger("qingshou.ingest")
 
 HEADERS: Final = [("content-type", b"application/cloudevents+json")]
 
+# From this many items of one topic in a request on, they go as whole record batches.
+RECORD_BATCHES_FROM: Final = 32
+
 TITLES: Final = {400: "Bad request", 403: "Forbidden", 422: "Unprocessable content",
                  503: "Service unavailable"}
 
@@ -119,7 +122,9 @@ class Publisher:
     """Sends checked items to Kafka and waits for every acknowledgement.
 
     Items of one request are all handed to the producer before any acknowledgement is awaited,
-    so one request costs one round of broker batches, not one round trip per event. A pair
+    so one request costs one round of broker batches, not one round trip per event. A topic's
+    share of a large request goes as whole record batches (``send_many``); a few items go
+    through ``send``, which lets concurrent small requests share the producer's batches. A pair
     ``(source, id)`` accepted recently is not sent again; a pair being sent right now by
     another request waits for that send and shares its outcome.
     """
@@ -130,74 +135,96 @@ class Publisher:
         self._connected = connected
         self._dedupe = dedupe
         self._clock = clock
-        self._inflight: dict[tuple[str, str], asyncio.Future[bool]] = {}
+        # pair -> the future of the publish() sending it, whose result maps pairs to items
+        self._inflight: dict[tuple[str, str], asyncio.Future[dict[tuple[str, str], Item]]] = {}
 
     async def publish(self, items: list[Item]) -> None:
         """Decide every checked item (status 0) as 202 or 503."""
         now = self._clock()
-        sends: list[tuple[Item, tuple[str, str], Any]] = []
-        waits: list[tuple[Item, asyncio.Future[bool]]] = []
-        loop = asyncio.get_running_loop()
+        sending: dict[tuple[str, str], Item] = {}
+        waits: list[tuple[Item, tuple[str, str], asyncio.Future[dict[tuple[str, str], Item]]]]
+        waits = []
+        done = asyncio.get_running_loop().create_future()  # one per call, not per item
+        seen, inflight = self._dedupe.seen, self._inflight
         for item in items:
             if item.status:
                 continue
             pair = (item.source or "", item.event_id or "")
-            if self._dedupe.seen(pair, now):
+            if seen(pair, now):
                 item.status, item.duplicate = 202, True
                 continue
-            pending = self._inflight.get(pair)
+            pending = inflight.get(pair)
             if pending is not None:
-                waits.append((item, pending))
+                waits.append((item, pair, pending))
                 continue
-            self._inflight[pair] = loop.create_future()
-            sends.append((item, pair, None))
+            inflight[pair] = done
+            sending[pair] = item
         try:
-            await self._send_all(sends)
+            if sending:
+                await self._send_all(list(sending.values()))
         finally:
-            now = self._clock()
-            for item, pair, _ in sends:
-                ok = item.status == 202
-                if ok:
-                    self._dedupe.add(pair, now)
-                fut = self._inflight.pop(pair, None)
-                if fut is not None and not fut.done():
-                    fut.set_result(ok)
-        for item, pending in waits:
-            ok = await asyncio.shield(pending)
+            self._dedupe.add_many([pair for pair, item in sending.items() if item.status == 202],
+                                  self._clock())
+            for pair in sending:
+                del inflight[pair]
+            done.set_result(sending)
+        for item, pair, pending in waits:
+            # the same pair earlier in this very request, or in another request
+            outcome = sending if pending is done else await asyncio.shield(pending)
+            ok = outcome[pair].status == 202
             item.status, item.duplicate = (202, True) if ok else (503, False)
             if not ok:
                 item.detail = "Kafka did not acknowledge the event; retry later"
 
-    async def _send_all(self, sends: list[tuple[Item, tuple[str, str], Any]]) -> None:
-        if not sends:
-            return
-        futures: list[tuple[Item, asyncio.Future[Any]]] = []
+    async def _send_all(self, sends: list[Item]) -> None:
         if not self._connected():
-            for item, _, _ in sends:
+            for item in sends:
                 self._fail(item, KafkaDown("Kafka is unreachable"))
             return
         producer = self._producer()
-        for item, _, _ in sends:
-            try:
-                fut = await producer.send(item.topic, value=item.value, key=item.key,
-                                          headers=HEADERS)
-            except Exception as exc:
-                self._fail(item, exc)
+        by_topic: dict[str, list[Item]] = {}
+        for item in sends:
+            by_topic.setdefault(item.topic, []).append(item)
+        pending: list[tuple[list[Item], asyncio.Future[Any]]] = []
+        for topic, group in by_topic.items():
+            if len(group) >= RECORD_BATCHES_FROM:
+                await self._enqueue_many(producer, topic, group, pending)
                 continue
-            futures.append((item, fut))
+            for item in group:
+                try:
+                    fut = await producer.send(topic, value=item.value, key=item.key,
+                                              headers=HEADERS)
+                except Exception as exc:
+                    self._fail(item, exc)
+                    continue
+                pending.append(([item], fut))
         # every future is awaited, so nothing is left half-known when the response is written
-        outcomes = await asyncio.gather(*(f for _, f in futures), return_exceptions=True)
-        for (item, _), outcome in zip(futures, outcomes, strict=True):
+        outcomes = await asyncio.gather(*(f for _, f in pending), return_exceptions=True)
+        for (group, _), outcome in zip(pending, outcomes, strict=True):
             if isinstance(outcome, BaseException):
-                self._fail(item, outcome)
+                for item in group:
+                    self._fail(item, outcome)
             else:
-                item.status = 202
+                for item in group:
+                    item.status = 202
         if any(isinstance(o, PRODUCER_STATE_ERRORS) for o in outcomes):
             await producer.rebuild()  # a lost producer id only heals with a new producer
-        failed = [item for item, _, _ in sends if item.status == 503]
+        failed = [item for item in sends if item.status == 503]
         if failed:
             log.warning("Kafka did not acknowledge %d of %d events", len(failed), len(sends),
                         extra={"error": failed[0].detail})
+
+    async def _enqueue_many(self, producer: Producer, topic: str, group: list[Item],
+                            pending: list[tuple[list[Item], asyncio.Future[Any]]]) -> None:
+        try:
+            batches = await producer.send_many(topic, [(i.key, i.value) for i in group],
+                                               HEADERS)
+        except Exception as exc:  # nothing of the group was enqueued
+            for item in group:
+                self._fail(item, exc)
+            return
+        for indexes, fut in batches:
+            pending.append(([group[n] for n in indexes], fut))
 
     @staticmethod
     def _fail(item: Item, exc: BaseException) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterable
 
 
 class RateLimiter:
@@ -73,18 +73,24 @@ class DedupeCache:
 
     def add(self, key: Hashable, now: float) -> None:
         """Remember ``key`` as accepted at ``now``."""
+        self.add_many((key,), now)
+
+    def add_many(self, keys: Iterable[Hashable], now: float) -> None:
+        """Remember each of ``keys`` as accepted at ``now`` (as ``add`` one by one would)."""
         if self.capacity == 0:
             return
-        self._expiry[key] = now + self.ttl
-        self._expiry.move_to_end(key)
-        while len(self._expiry) > self.capacity:
-            self._expiry.popitem(last=False)
+        expiry, until = self._expiry, now + self.ttl
+        for key in keys:
+            expiry[key] = until
+            expiry.move_to_end(key)
+        while len(expiry) > self.capacity:
+            expiry.popitem(last=False)
         # drop expired entries at the cold end so idle memory shrinks too
-        while self._expiry:
-            oldest_key, oldest_expiry = next(iter(self._expiry.items()))
+        while expiry:
+            oldest_key, oldest_expiry = next(iter(expiry.items()))
             if oldest_expiry > now:
                 break
-            del self._expiry[oldest_key]
+            del expiry[oldest_key]
 
 
 def retry_after(seconds: float) -> str:

@@ -107,6 +107,38 @@ async def test_a_batch_with_invalid_items_publishes_the_valid_ones(uid: str) -> 
             g for g in good if g["id"] == orjson.loads(record.value)["id"])
 
 
+async def test_a_large_batch_keeps_each_loans_order_and_partition(uid: str) -> None:
+    # 960 events of ~2 KB over 12 loans and 3 partitions: whole record batches, and at least
+    # one partition (4 loans or more) needs several of them
+    loans = [f"LN-{uid}-{n}" for n in range(12)]
+    batch = [event(subject=loan, padding="x" * 1500,
+                   data={**event()["data"], "loan_id": loan, "payment_id": f"P-{loan}-{seq}"})
+             for seq in range(80) for loan in loans]
+    singles = [event(subject=loan, data={**event()["data"], "loan_id": loan}) for loan in loans]
+    async with ingest(uid) as (_, client):
+        for ev in singles:  # one event per request goes through send(): the reference partition
+            r = await client.post("/v1/events", content=orjson.dumps(ev), headers={**CE, **CORE})
+            assert r.status_code == 202, r.text
+        r = await client.post("/v1/events/batch", content=orjson.dumps(batch),
+                              headers={**BATCH, **CORE})
+        assert r.status_code == 202, r.text
+        assert r.json()["accepted"] == len(batch)
+    records = await read_topic(f"t{uid}.loan-events", expect=len(batch) + len(singles))
+    assert len(records) == len(batch) + len(singles)
+    by_id = {orjson.loads(rec.value)["id"]: rec for rec in records}
+    assert len(by_id) == len(records)
+    for ev in batch:
+        assert orjson.loads(by_id[ev["id"]].value) == ev
+        assert by_id[ev["id"]].key == ev["subject"].encode()
+    for single in singles:
+        loan = single["subject"]
+        mine = sorted((rec for rec in records if rec.key == loan.encode()),
+                      key=lambda rec: rec.offset)
+        assert {rec.partition for rec in mine} == {by_id[single["id"]].partition}
+        posted = [single["id"]] + [ev["id"] for ev in batch if ev["subject"] == loan]
+        assert [orjson.loads(rec.value)["id"] for rec in mine] == posted
+
+
 async def test_single_errors_are_problems_naming_the_field(uid: str) -> None:
     ev = event()
     ev["data"]["amount"] = 1.5

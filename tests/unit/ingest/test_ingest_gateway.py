@@ -7,7 +7,7 @@ import copy
 
 import orjson
 
-from services.ingest.gateway import Item, Publisher, check
+from services.ingest.gateway import RECORD_BATCHES_FROM, Item, Publisher, check
 from services.ingest.limits import DedupeCache
 from services.ingest.routing import Router
 from shared.auth import Principal
@@ -25,6 +25,7 @@ class FakeProducer:
         self.fail = fail
         self.sent: list[tuple[str, bytes, bytes]] = []
         self.rebuilds = 0
+        self.many_calls = 0
 
     async def send(self, topic, value=None, key=None, headers=None):
         fut = asyncio.get_running_loop().create_future()
@@ -34,6 +35,24 @@ class FakeProducer:
             self.sent.append((topic, key, value))
             fut.set_result(None)
         return fut
+
+    async def send_many(self, topic, records, headers=None):
+        """Two "partitions" by key parity; a batch holding a failing id fails as a whole."""
+        loop = asyncio.get_running_loop()
+        self.many_calls += 1
+        out = []
+        for parity in (0, 1):
+            indexes = [n for n, (key, _) in enumerate(records) if len(key) % 2 == parity]
+            if not indexes:
+                continue
+            fut = loop.create_future()
+            if any(orjson.loads(records[n][1])["id"] in self.fail for n in indexes):
+                fut.set_exception(TimeoutError("no broker"))
+            else:
+                self.sent.extend((topic, records[n][0], records[n][1]) for n in indexes)
+                fut.set_result(None)
+            out.append((indexes, fut))
+        return out
 
     async def rebuild(self) -> None:
         self.rebuilds += 1
@@ -137,3 +156,39 @@ async def test_without_kafka_everything_fails_fast() -> None:
     items = [checked(event(event_id=str(n)), index=n) for n in range(3)]
     await publisher.publish(items)
     assert {i.status for i in items} == {503} and producer.sent == []
+
+
+def loan_event(n: int) -> dict:
+    ev = event(event_id=f"m{n}")
+    ev["subject"] = ev["data"]["loan_id"] = f"LN-{n % 7}" + "x" * (n % 2)
+    return ev
+
+
+async def test_a_large_request_goes_as_record_batches_and_a_failed_batch_fails_each_item() -> None:
+    producer = FakeProducer(fail=frozenset({"m3"}))
+    publisher = Publisher(lambda: producer, lambda: True, DedupeCache(1000, 60))
+    n = RECORD_BATCHES_FROM + 8
+    items = [checked(loan_event(i), index=i) for i in range(n)]
+    items.append(checked({"nope": 1}, index=n))
+    await publisher.publish(items)
+    assert producer.many_calls == 1
+    # m3 has an odd-length key: its whole "partition" failed, the other one was acknowledged
+    odd = {i for i in range(n) if len(items[i].key) % 2 == 1}
+    assert 3 in odd
+    assert [i.status for i in items[:n]] == [503 if i in odd else 202 for i in range(n)]
+    assert items[n].status == 422
+    assert sorted(orjson.loads(v)["id"] for _, _, v in producer.sent) == sorted(
+        f"m{i}" for i in range(n) if i not in odd)
+    # nothing failed is remembered: a retry is sent again
+    producer.fail = frozenset()
+    retry = [checked(loan_event(i), index=i) for i in range(n)]
+    await publisher.publish(retry)
+    assert [(i.status, i.duplicate) for i in retry] == [(202, i not in odd) for i in range(n)]
+
+
+async def test_a_small_request_shares_the_producer_batches() -> None:
+    producer = FakeProducer()
+    publisher = Publisher(lambda: producer, lambda: True, DedupeCache(1000, 60))
+    items = [checked(loan_event(i), index=i) for i in range(RECORD_BATCHES_FROM - 1)]
+    await publisher.publish(items)
+    assert producer.many_calls == 0 and {i.status for i in items} == {202}
