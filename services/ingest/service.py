@@ -17,7 +17,8 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from services.ingest.api import STATE_KEY, Gateway, events_router
+from services.ingest.api import HANDLERS_KEY, STATE_KEY, Gateway, events_router
+from services.ingest.lane import EventLane
 from services.ingest.settings import IngestSettings
 from shared.kafka import make_producer
 from shared.service import Runtime, ServiceDefinition, create_app
@@ -69,6 +70,8 @@ def create_ingest_app(settings: IngestSettings | None = None,
     settings = settings or IngestSettings()
     app = create_app(DEFINITION, settings)
     rt: Runtime = app.state.runtime
+    # the event routes skip FastAPI's per-request machinery (lane.py says why)
+    app.add_middleware(EventLane, handlers=rt.extras[HANDLERS_KEY])
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
