@@ -218,6 +218,9 @@ def check_contacts(records: list[ConsumerRecord]) -> tuple[Check, set[str]]:
             sent.add(str(d.get("contact_id")))
     twice = [f"contact {k[0]} {k[1]}/{k[2]} published under {len(v)} ids"
              for k, v in effects.items() if len(v) > 1]
+    # and a contact is sent at most once, whatever else was decided about it
+    sends = Counter(k[0] for k in effects if k[1] == "sent")
+    twice += [f"contact {c} decided as sent {n} times" for c, n in sends.items() if n > 1]
     counts = (f"{len(effects):,} decisions, each under one id: "
               + ", ".join(f"{s} {n:,}" for s, n in statuses.most_common()))
     return Check("contact decisions once", not twice, counts, _problems(twice)), sent

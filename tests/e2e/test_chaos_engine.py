@@ -162,6 +162,9 @@ def test_contacts_and_the_provider_each_once():
                                   decision("2", "c2", "deferred")])
     assert check.ok and sent == {"c1"}
     assert not check_contacts([decision("1", "c1", "sent"), decision("3", "c1", "sent")])[0].ok
+    later = record("t.contact-outcomes", orjson.dumps({"id": "4", "data": {
+        "contact_id": "c1", "status": "sent", "reason": "r", "scheduled_for": "2026-01-03"}}))
+    assert not check_contacts([decision("1", "c1", "sent"), later])[0].ok
     message = {"payload": {"contact_id": "c1"}}
     assert check_sandbox({"c1"}, [message], {"resent": 1}).ok
     assert not check_sandbox({"c1"}, [message, message], {}).ok
