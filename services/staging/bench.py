@@ -39,7 +39,7 @@ from services.staging.domain import handlers
 from services.staging.domain.policy import DEFAULT_POLICY
 from services.staging.eod import EndOfDay
 from shared.bench import _produce
-from shared.consumer import ConsumerRunner, RunnerConfig
+from shared.consumer import ConsumerRunner, RunnerConfig, tune_gc
 from shared.db import make_engine
 from shared.kafka import ensure_topics
 from shared.migrations import migrate
@@ -91,23 +91,34 @@ def _templates() -> tuple[str, str]:
         "instalment_no": 1, "due_date": "2026-01-05", "amount_due": "500.00",
         "amount_unpaid": "500.00"}, date(2026, 2, 4), DEFAULT_POLICY).state
     assert early.stage == "early" and early.next_transition_date == EOD_DATE
+    assert str(early.arrears) == "500.00" and early.oldest_unpaid_due_date == date(2026, 1, 5)
     current = handlers.age_to(opened, date(2026, 2, 4), DEFAULT_POLICY).state
     return (orjson.dumps(current.to_dict()).decode(), orjson.dumps(early.to_dict()).decode())
 
 
 _BOOK = text("""
 INSERT INTO loans (loan_id, product, status, stage, dpd, arrears, currency, collector_id, team,
-                   next_transition_date, business_date, state)
+                   next_transition_date, business_date, oldest_due_date, state)
 SELECT id, 'credit_card', 'open', CASE WHEN moving THEN 'early' ELSE 'current' END,
-       CASE WHEN moving THEN 30 ELSE 0 END, CASE WHEN moving THEN 500 ELSE 0 END, 'CNY',
+       CASE WHEN moving THEN 30 ELSE 0 END, CASE WHEN moving THEN 500.00 ELSE 0 END, 'CNY',
        NULL, NULL, CASE WHEN moving THEN DATE '2026-02-05' END, DATE '2026-02-04',
+       CASE WHEN moving THEN DATE '2026-01-05' END,
        CAST(replace(CASE WHEN moving THEN :early ELSE :current END, '__ID__', id) AS jsonb)
 FROM (SELECT 'E' || lpad(i::text, 8, '0') AS id, i % 20 = 0 AS moving
       FROM generate_series(1, :n) AS i) AS g
 """)
 
+# The book's portfolio, as the loans' own saves would have recorded it (portfolio_moves).
+_BOOK_MOVES = text("""
+INSERT INTO portfolio_moves (product, stage, loans, arrears)
+VALUES ('credit_card', 'current', :n - :n / 20, 0),
+       ('credit_card', 'early', :n / 20, 500.00 * (:n / 20))
+""")
+
 
 def _eod_worker(url: str, schema: str, prefix: str, shards: int) -> int:
+    tune_gc()  # as the runner does in every staging instance, whose process the worker shares
+
     async def work() -> int:
         engine = make_engine(url, schema, pool_size=1)
         try:
@@ -185,10 +196,11 @@ async def run(n: int, book: int, consumers: int, workers: int) -> str:
             dead = (await conn.execute(text(
                 "SELECT count(*) FROM inbox WHERE status <> 'applied'"))).scalar_one()
         async with engine.begin() as conn:
-            await conn.execute(text("TRUNCATE loans, stage_history, outbox"))
+            await conn.execute(text("TRUNCATE loans, stage_history, outbox, portfolio_moves"))
             current, early = _templates()
             started = time.perf_counter()
             await conn.execute(_BOOK, {"n": book, "current": current, "early": early})
+            await conn.execute(_BOOK_MOVES, {"n": book})
             await conn.execute(text("UPDATE calendar SET business_date = :d, eod_pending = :d"),
                                {"d": EOD_DATE})
         load_s = time.perf_counter() - started

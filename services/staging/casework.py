@@ -4,8 +4,10 @@ The consumer (per batch), the end-of-day worker (per chunk) and the API (collect
 deactivation) all change loans the same way: they hand each domain :class:`Outcome` to
 :meth:`Casework.record`, which keeps the new state, queues its events on the outbox (mapped to
 the shared outbound models) and resolves an :class:`AssignmentRequest` against the roster, then
-:meth:`Casework.flush` writes the changed loans, the new stage-history rows and the roster's
-open-case counts with one statement each.
+:meth:`Casework.flush` writes the changed loans, the new stage-history rows, the portfolio
+moves and the roster's open-case counts with one statement each. End of day's shortcut
+(``domain.shortcut``) goes through :meth:`Casework.record_plain` instead, for loans it writes
+without their documents.
 
 Decisions (adapter mapping of the domain's events to the shared models):
 
@@ -26,16 +28,17 @@ import logging
 from dataclasses import replace
 from datetime import date
 
-from services.staging import store
+from services.staging import eodstore, portfolio, store
 from services.staging.domain.assignment import (
     AssignmentRequest,
     CollectorLoad,
     resolve_assignment,
 )
 from services.staging.domain.handlers import Outcome, apply_assignment
-from services.staging.domain.loan import CLOSED_STAGE, LoanState, StageChange
+from services.staging.domain.loan import CLOSED_STAGE, LoanState, Owner, StageChange
 from services.staging.domain.outbound import Emitted
 from services.staging.domain.policy import Policy, PolicySet
+from services.staging.domain.shortcut import PlainStep, assigned
 from shared.context import BatchContext
 
 log = logging.getLogger("qingshou.staging")
@@ -60,6 +63,7 @@ class Casework:
         self.changed: set[str] = set()
         self.deltas: dict[str, int] = {}
         self.roster: dict[str, store.Collector] | None = None
+        self.plain: list[tuple[PlainStep, Owner]] = []  # end of day's shortcut
 
     def policy(self, state: LoanState) -> Policy:
         return self.policies.for_product(state.product)
@@ -83,6 +87,16 @@ class Casework:
         return state
 
     async def assign(self, state: LoanState, request: AssignmentRequest) -> LoanState:
+        collector_id, team = await self.choose_owner(request)
+        outcome = apply_assignment(state, collector_id, team, self.policy(state))
+        self._owner_moved(state, outcome.state)
+        self._keep(outcome.state)
+        for emitted in outcome.events:
+            self.publish(outcome.state, emitted)
+        return outcome.state
+
+    async def choose_owner(self, request: AssignmentRequest) -> tuple[str | None, str | None]:
+        """``(collector_id, team)`` for a request, against the roster as this batch left it."""
         roster = await self.lock_roster()
         rm = request.relationship_manager_id
         if request.owner_kind == "relationship_manager" and rm in roster and \
@@ -91,13 +105,19 @@ class Casework:
         # lazily: a relationship manager's case never reads them, a team's only its members
         loads = (CollectorLoad(c.collector_id, c.team, c.capacity, c.active, c.open_cases)
                  for c in roster.values() if c.team == request.team)
-        collector_id, team = resolve_assignment(request, loads)
-        outcome = apply_assignment(state, collector_id, team, self.policy(state))
-        self._owner_moved(state, outcome.state)
-        self._keep(outcome.state)
-        for emitted in outcome.events:
-            self.publish(outcome.state, emitted)
-        return outcome.state
+        return resolve_assignment(request, loads)
+
+    async def record_plain(self, step: PlainStep) -> None:
+        """Keep end of day's shortcut for one loan (``domain.shortcut``): its owner resolved
+        like any other, its events queued; :meth:`flush` writes it with the others."""
+        loan = step.loan
+        owner, events = Owner(), tuple[Emitted, ...]()
+        if step.assignment is not None:
+            owner, events = assigned(step, *await self.choose_owner(step.assignment))
+        self._move_case(None, owner.collector_id)
+        for emitted in (*step.events, *events):
+            self._emit(loan.loan_id, loan.product, step.change.to_stage, emitted)
+        self.plain.append((step, owner))
 
     async def lock_roster(self) -> dict[str, store.Collector]:
         if self.roster is None:
@@ -109,7 +129,9 @@ class Casework:
 
     def _owner_moved(self, before: LoanState | None, after: LoanState) -> None:
         old = before.owner.collector_id if before is not None else None
-        new = after.owner.collector_id
+        self._move_case(old, after.owner.collector_id)
+
+    def _move_case(self, old: str | None, new: str | None) -> None:
         if old == new:
             return
         for collector_id, step in ((old, -1), (new, 1)):
@@ -124,6 +146,9 @@ class Casework:
         self.changed.add(state.loan_id)
 
     def publish(self, state: LoanState, emitted: Emitted) -> None:
+        self._emit(state.loan_id, state.product, state.stage, emitted)
+
+    def _emit(self, loan_id: str, product: str, stage: str, emitted: Emitted) -> None:
         data = dict(emitted.data)
         for name in _DROP.get(emitted.type, ()):
             data.pop(name, None)
@@ -131,13 +156,13 @@ class Casework:
             if data.get(name) == CLOSED_STAGE:
                 data[name] = "current"
         if emitted.type in ("case.assigned", "case.unassigned") and data["team"] is None:
-            data["team"] = self._fallback_team(state)
-        self.ctx.emit(emitted.topic, emitted.type, state.loan_id, data)
+            data["team"] = self._fallback_team(product, stage)
+        self.ctx.emit(emitted.topic, emitted.type, loan_id, data)
 
-    def _fallback_team(self, state: LoanState) -> str:
-        if state.stage == CLOSED_STAGE:
+    def _fallback_team(self, product: str, stage: str) -> str:
+        if stage == CLOSED_STAGE:
             return RM_TEAM
-        return self.policy(state).stage(state.stage).team or RM_TEAM
+        return self.policies.for_product(product).stage(stage).team or RM_TEAM
 
     async def flush(self) -> int:
         """Write what changed; returns the number of loans written."""
@@ -148,9 +173,15 @@ class Casework:
             old = self.original.get(state.loan_id)
             known = len(old.history) if old is not None else 0
             history.extend((state.loan_id, state.product, h) for h in state.history[known:])
+        history.extend((s.loan.loan_id, s.loan.product, s.change) for s, _ in self.plain)
         await store.save_loans(conn, loans)
+        await eodstore.apply_plain_steps(conn, self.plain)
         await store.append_history(conn, history)
+        moves: list[tuple[portfolio.Counted | None, portfolio.Counted]] = [
+            (self.original.get(s.loan_id), s) for s in loans]
+        moves += [(s.loan, replace(s.loan, stage=s.change.to_stage)) for s, _ in self.plain]
+        await portfolio.add_moves(conn, portfolio.moves_of(moves))
         if any(self.deltas.values()):
             await self.lock_roster()  # lock before updating, in the one lock order
             await store.add_open_cases(conn, self.deltas)
-        return len(loans)
+        return len(loans) + len(self.plain)

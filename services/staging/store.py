@@ -46,17 +46,13 @@ async def read_loan(conn: AsyncConnection, loan_id: str) -> LoanState | None:
     return None if row is None else LoanState.from_dict(orjson.loads(row.state))
 
 
-async def claim_due_loans(conn: AsyncConnection, on: date, limit: int) -> list[LoanState]:
-    """Up to ``limit`` loans whose next transition is due by ``on``, locked (end of day).
-
-    No ORDER BY: the scan of the index stops after ``limit`` rows instead of sorting every due
-    loan per chunk. SKIP LOCKED never waits, so this lock order cannot deadlock with the
-    consumer's (loan_id order)."""
-    rows = await conn.execute(text("""
-        SELECT state::text AS state FROM loans
-        WHERE next_transition_date <= :on
-        LIMIT :n FOR UPDATE SKIP LOCKED"""), {"on": on, "n": limit})
-    return [LoanState.from_dict(orjson.loads(r.state)) for r in rows]
+async def read_loans(conn: AsyncConnection, loan_ids: Iterable[str]) -> dict[str, LoanState]:
+    """The stored loans among ``loan_ids``, unlocked (e.g. already locked by this transaction)."""
+    ids = sorted(set(loan_ids))
+    if not ids:
+        return {}
+    rows = await conn.execute(text(_LOAD), {"ids": ids})
+    return {r.loan_id: LoanState.from_dict(orjson.loads(r.state)) for r in rows}
 
 
 async def count_due(conn: AsyncConnection, on: date) -> int:
@@ -74,18 +70,20 @@ async def loans_of_collector(conn: AsyncConnection, collector_id: str) -> list[L
 
 _SAVE = text("""
 INSERT INTO loans (loan_id, product, status, stage, dpd, arrears, currency, collector_id, team,
-                   next_transition_date, business_date, state, updated_at)
+                   next_transition_date, business_date, oldest_due_date, state, updated_at)
 SELECT l, p, s, st, CAST(d AS int), CAST(a AS numeric), c, col, t, CAST(n AS date),
-       CAST(b AS date), CAST(j AS jsonb), now()
+       CAST(b AS date), CAST(o AS date), CAST(j AS jsonb), now()
 FROM unnest(CAST(:loan AS text[]), CAST(:product AS text[]), CAST(:status AS text[]),
             CAST(:stage AS text[]), CAST(:dpd AS text[]), CAST(:arrears AS text[]),
             CAST(:currency AS text[]), CAST(:collector AS text[]), CAST(:team AS text[]),
-            CAST(:next AS text[]), CAST(:bdate AS text[]), CAST(:state AS text[]))
-     AS u(l, p, s, st, d, a, c, col, t, n, b, j)
+            CAST(:next AS text[]), CAST(:bdate AS text[]), CAST(:oldest AS text[]),
+            CAST(:state AS text[]))
+     AS u(l, p, s, st, d, a, c, col, t, n, b, o, j)
 ON CONFLICT (loan_id) DO UPDATE SET status = EXCLUDED.status, stage = EXCLUDED.stage,
     dpd = EXCLUDED.dpd, arrears = EXCLUDED.arrears, collector_id = EXCLUDED.collector_id,
     team = EXCLUDED.team, next_transition_date = EXCLUDED.next_transition_date,
-    business_date = EXCLUDED.business_date, state = EXCLUDED.state, updated_at = now()
+    business_date = EXCLUDED.business_date, oldest_due_date = EXCLUDED.oldest_due_date,
+    state = EXCLUDED.state, updated_at = now()
 """)
 
 
@@ -107,6 +105,7 @@ async def save_loans(conn: AsyncConnection, loans: Sequence[LoanState]) -> None:
         "team": [s.owner.team for s in loans],
         "next": [_iso(s.next_transition_date) for s in loans],
         "bdate": [s.business_date.isoformat() for s in loans],
+        "oldest": [_iso(s.oldest_unpaid_due_date) for s in loans],
         "state": [_json(s.to_dict()) for s in loans]})
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
+from decimal import Decimal
 from typing import Any
 
 from services.staging.domain.ledger import Allocation
@@ -40,10 +41,17 @@ class Emitted:
 
 
 def stage_changed(state: LoanState, change: StageChange) -> Emitted:
+    return stage_change(state.loan_id, state.borrower_id, state.product, state.arrears,
+                        state.currency, change)
+
+
+def stage_change(loan_id: str, borrower_id: str, product: str, arrears: Decimal, currency: str,
+                 change: StageChange) -> Emitted:
+    """``stage.changed`` from plain values (end of day's shortcut has no LoanState)."""
     return Emitted("stage.changed", {
-        "loan_id": state.loan_id, "borrower_id": state.borrower_id, "product": state.product,
+        "loan_id": loan_id, "borrower_id": borrower_id, "product": product,
         "from_stage": change.from_stage, "to_stage": change.to_stage, "dpd": change.dpd,
-        "arrears": str(state.arrears), "currency": state.currency,
+        "arrears": str(arrears), "currency": currency,
         "business_date": iso(change.business_date), "reason": change.reason,
     })
 
@@ -72,8 +80,16 @@ def promise_outcome(state: LoanState, promise: Promise) -> Emitted:
 
 def assignment(kind: str, state: LoanState, collector_id: str | None, team: str | None,
                previous_collector_id: str | None) -> Emitted:
+    return owner_change(kind, state.loan_id, state.stage, state.business_date, collector_id,
+                        team, previous_collector_id)
+
+
+def owner_change(kind: str, loan_id: str, stage: str, business_date: date,
+                 collector_id: str | None, team: str | None,
+                 previous_collector_id: str | None) -> Emitted:
+    """``case.assigned``/``case.unassigned`` from plain values."""
     return Emitted(kind, {
-        "loan_id": state.loan_id, "collector_id": collector_id, "team": team,
-        "stage": state.stage, "business_date": iso(state.business_date),
+        "loan_id": loan_id, "collector_id": collector_id, "team": team,
+        "stage": stage, "business_date": iso(business_date),
         "previous_collector_id": previous_collector_id,
     })
