@@ -245,15 +245,18 @@ def _require_media(head: _Head, allowed: tuple[str, ...]) -> None:
                                "message": f"unsupported media type {head.media or '(none)'!r}"}])
 
 
+def _too_big(limit: int) -> Problem:
+    return Problem(413, f"the body is larger than {limit} bytes",
+                   errors=[{"field": "body", "message": f"at most {limit} bytes"}])
+
+
 async def _read_body(head: _Head, receive: Receive, limit: int) -> bytes:
-    too_big = Problem(413, f"the body is larger than {limit} bytes",
-                      errors=[{"field": "body", "message": f"at most {limit} bytes"}])
     if head.length is not None:
         if not head.length.isdigit():
             raise Problem(400, "invalid Content-Length",
                           errors=[{"field": "Content-Length", "message": "not a number"}])
         if int(head.length) > limit:
-            raise too_big
+            raise _too_big(limit)
     # the streamed size is what counts: a chunked body has no Content-Length at all
     chunks: list[bytes] = []
     size = 0
@@ -265,7 +268,7 @@ async def _read_body(head: _Head, receive: Receive, limit: int) -> bytes:
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
-            raise too_big
+            raise _too_big(limit)
         chunks.append(chunk)
         if not message.get("more_body", False):
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
