@@ -102,16 +102,32 @@ class Stack:
             self.procs[name] = proc
         return proc
 
-    def wait_ready(self, name: str, timeout: float = 180.0) -> None:
-        proc = self.procs[name]
+    def wait_ready(self, *names: str, timeout: float = 180.0) -> None:
+        """Wait until every named service answers ``/readyz`` with 200; fail at once if one
+        exits, and name the ones not ready after ``timeout``."""
+        pending = set(names)
 
         def ready() -> bool:
-            if proc.poll() is not None:
-                raise StackError(f"{name} exited with {proc.returncode}:\n"
-                                 + self.log_tail(name))
-            return httpx.get(self.url(name, "/readyz"), timeout=3).status_code == 200
+            for name in sorted(pending):
+                proc = self.procs[name]
+                if proc.poll() is not None:
+                    raise StackError(f"{name} exited with {proc.returncode}:\n"
+                                     + self.log_tail(name))
+                try:
+                    if httpx.get(self.url(name, "/readyz"), timeout=3).status_code == 200:
+                        pending.discard(name)
+                except httpx.HTTPError:
+                    pass
+            return not pending
 
-        self.wait_for(ready, timeout=timeout, fatal=(StackError,))
+        try:
+            self.wait_for(ready, timeout=timeout, fatal=(StackError,))
+        except StackError as exc:
+            if not pending or "exited" in str(exc):
+                raise
+            name = sorted(pending)[0]
+            raise StackError(f"not ready after {timeout:.0f}s: {', '.join(sorted(pending))}; "
+                             f"{name}'s log ends:\n{self.log_tail(name)}") from exc
 
     def start(self, name: str) -> None:
         """(Re)start a service with its environment and wait until it is ready."""
@@ -119,11 +135,10 @@ class Stack:
         self.wait_ready(name)
 
     def start_all(self) -> None:
-        """Start the sandbox and the four services at once, then wait for each to be ready."""
+        """Start the sandbox and the four services at once, then wait until all are ready."""
         for name in self.envs:
             self.spawn(name)
-        for name in self.envs:
-            self.wait_ready(name)
+        self.wait_ready(*self.envs)
 
     def stop_all(self, timeout: float = 40.0) -> None:
         """SIGTERM every process still running (SIGKILL after ``timeout``); close the client."""
