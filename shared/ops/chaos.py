@@ -39,9 +39,14 @@ from typing import Any
 
 import httpx
 import orjson
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import create_async_engine
 
+from shared.db import check_identifier
 from shared.kafka import Producer, make_producer
 from shared.ops.chaos_checks import (
     Check,
@@ -98,6 +103,7 @@ class ChaosConfig:
     quiet: float = 6.0  # seconds without a new message anywhere that count as quiet
     api_key: str = "qs-dev-admin"
     progress: Callable[[str], None] | None = None  # told of each phase, kill and step
+    keep: bool = False  # keep the topics and schemas of a run that passed
 
     def stream(self) -> StreamConfig:
         return StreamConfig(loans=self.loans, events_per_loan=self.events_per_loan,
@@ -132,6 +138,8 @@ class ChaosResult:
     timings: dict[str, float] = field(default_factory=dict)
     error: str | None = None
     logs: Path | None = None
+    prefix: str = ""  # the stack's topic prefix (schemas: e_<id>_<service>)
+    removed: bool = False  # its topics and schemas were deleted after the run
 
     @property
     def ok(self) -> bool:
@@ -441,6 +449,26 @@ class _Run:
         await self.client.aclose()
 
 
+async def remove_data(stack: Stack, kafka: str, database_url: str) -> None:
+    """Delete a stack's topics and drop its schemas. Partitions are not free: a development
+    broker (512 MB of heap here) holding thousands of them from runs nobody reads any more
+    runs out of memory."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka, client_id="qingshou-chaos-cleanup")
+    await admin.start()
+    try:
+        await admin.delete_topics(TopicNames(stack.prefix).all())
+    finally:
+        await admin.close()
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.begin() as conn:
+            for service in SERVICES:
+                schema = check_identifier(stack.schema(service))
+                await conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+    finally:
+        await engine.dispose()
+
+
 def _dead_letter(record: ConsumerRecord) -> DeadLetter:
     headers = {k: (v or b"").decode("utf-8", "replace") for k, v in record.headers or ()}
     return DeadLetter(record.topic, record.partition, record.offset, record.key, record.value,
@@ -455,6 +483,7 @@ async def run_chaos(cfg: ChaosConfig) -> ChaosResult:
     result = ChaosResult(cfg, events=stream.events, loans=len(stream.loans),
                          closes=len(stream.closes), poison=len(stream.poison), logs=cfg.logs)
     stack = stack_for(cfg.logs, cfg.kafka, cfg.database_url, partitions=cfg.partitions)
+    result.prefix = stack.prefix
     run = _Run(cfg, stream, stack, result)
     try:
         await asyncio.wait_for(run.run(), timeout=cfg.timeout)
@@ -467,6 +496,10 @@ async def run_chaos(cfg: ChaosConfig) -> ChaosResult:
         result.reposts = run.sender.reposts
         await run.close_clients()
         await asyncio.to_thread(stack.stop_all)
+        if result.ok and not cfg.keep:  # a failed run's data stays for a post-mortem
+            with contextlib.suppress(KafkaError, SQLAlchemyError, OSError):
+                await remove_data(stack, cfg.kafka, cfg.database_url)
+                result.removed = True
         result.timings["total"] = time.monotonic() - started
     return result
 
@@ -509,6 +542,9 @@ def report(result: ChaosResult) -> str:
                          f"{k.restart_s:.1f} s |")
     if result.logs is not None:
         lines += ["", f"Service logs: `{result.logs}`"]
+    if result.prefix:
+        lines += ["", f"Topics `{result.prefix}.*` and schemas `e_{result.prefix[1:]}_*`: "
+                  + ("deleted." if result.removed else "kept.")]
     return "\n".join(lines)
 
 
