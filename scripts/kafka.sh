@@ -13,7 +13,8 @@
 #   QS_KAFKA_PORT             client listener (default 9092)
 #   QS_KAFKA_CONTROLLER_PORT  KRaft controller listener (default 9093)
 #   QS_KAFKA_READY_TIMEOUT    seconds to wait for readiness on start (default 60)
-#   QS_KAFKA_HEAP_OPTS        JVM heap (default "-Xmx512m -Xms512m")
+#   QS_KAFKA_HEAP_OPTS        JVM heap (default "-Xmx1g -Xms1g": the test suite and the chaos
+#                             run create thousands of partitions; 512 MB ran out of heap)
 #   QS_PYTHON                 python with aiokafka (default <repo>/.venv/bin/python)
 #   QS_MVN_OPTS               extra maven arguments for fetch (e.g. -Dmaven.repo.local=...)
 #
@@ -25,7 +26,7 @@ QS_HOME="${QS_HOME:-$REPO/.local}"
 KAFKA_PORT="${QS_KAFKA_PORT:-9092}"
 CONTROLLER_PORT="${QS_KAFKA_CONTROLLER_PORT:-9093}"
 READY_TIMEOUT="${QS_KAFKA_READY_TIMEOUT:-60}"
-HEAP_OPTS="${QS_KAFKA_HEAP_OPTS:--Xmx512m -Xms512m}"
+HEAP_OPTS="${QS_KAFKA_HEAP_OPTS:--Xmx1g -Xms1g}"
 PYTHON="${QS_PYTHON:-$REPO/.venv/bin/python}"
 
 INFRA="$REPO/infra/kafka"
