@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 from datetime import date
+from typing import Any
 
 from services.staging import eodstore, portfolio, store
 from services.staging.domain.assignment import (
@@ -38,7 +39,7 @@ from services.staging.domain.handlers import Outcome, apply_assignment
 from services.staging.domain.loan import CLOSED_STAGE, LoanState, Owner, StageChange
 from services.staging.domain.outbound import Emitted
 from services.staging.domain.policy import Policy, PolicySet
-from services.staging.domain.shortcut import PlainStep, assigned
+from services.staging.domain.shortcut import PlainStep, assigned, patch
 from shared.context import BatchContext
 
 log = logging.getLogger("qingshou.staging")
@@ -63,7 +64,7 @@ class Casework:
         self.changed: set[str] = set()
         self.deltas: dict[str, int] = {}
         self.roster: dict[str, store.Collector] | None = None
-        self.plain: list[tuple[PlainStep, Owner]] = []  # end of day's shortcut
+        self.plain: list[tuple[PlainStep, Owner, dict[str, Any]]] = []  # end of day's shortcut
 
     def policy(self, state: LoanState) -> Policy:
         return self.policies.for_product(state.product)
@@ -107,9 +108,9 @@ class Casework:
                  for c in roster.values() if c.team == request.team)
         return resolve_assignment(request, loads)
 
-    async def record_plain(self, step: PlainStep) -> None:
-        """Keep end of day's shortcut for one loan (``domain.shortcut``): its owner resolved
-        like any other, its events queued; :meth:`flush` writes it with the others."""
+    async def record_plain(self, step: PlainStep, doc: dict[str, Any]) -> None:
+        """Keep end of day's shortcut for one loan (``domain.shortcut``) and its document: the
+        owner resolved like any other, the events queued; :meth:`flush` writes it."""
         loan = step.loan
         owner, events = Owner(), tuple[Emitted, ...]()
         if step.assignment is not None:
@@ -117,7 +118,7 @@ class Casework:
         self._move_case(None, owner.collector_id)
         for emitted in (*step.events, *events):
             self._emit(loan.loan_id, loan.product, step.change.to_stage, emitted)
-        self.plain.append((step, owner))
+        self.plain.append((step, owner, patch(doc, step, owner)))
 
     async def lock_roster(self) -> dict[str, store.Collector]:
         if self.roster is None:
@@ -173,13 +174,14 @@ class Casework:
             old = self.original.get(state.loan_id)
             known = len(old.history) if old is not None else 0
             history.extend((state.loan_id, state.product, h) for h in state.history[known:])
-        history.extend((s.loan.loan_id, s.loan.product, s.change) for s, _ in self.plain)
+        history.extend((s.loan.loan_id, s.loan.product, s.change) for s, _, _ in self.plain)
         await store.save_loans(conn, loans)
         await eodstore.apply_plain_steps(conn, self.plain)
         await store.append_history(conn, history)
         moves: list[tuple[portfolio.Counted | None, portfolio.Counted]] = [
             (self.original.get(s.loan_id), s) for s in loans]
-        moves += [(s.loan, replace(s.loan, stage=s.change.to_stage)) for s, _ in self.plain]
+        moves += [(s.loan, portfolio.Position(s.loan.product, s.change.to_stage, s.loan.status,
+                                              s.loan.arrears)) for s, _, _ in self.plain]
         await portfolio.add_moves(conn, portfolio.moves_of(moves))
         if any(self.deltas.values()):
             await self.lock_roster()  # lock before updating, in the one lock order

@@ -4,9 +4,9 @@
 (a background job of every staging instance, polling the calendar) then repeats, each in its
 own transaction: claim up to ``chunk`` loans with ``next_transition_date <= date`` (indexed)
 ``FOR UPDATE SKIP LOCKED``, age them with the domain, write them back and queue their events.
-A due loan is claimed by its columns first: the plain ones (``domain.shortcut``: unowned, no
-flag or open promise, ageing one stage) are written with one statement for the chunk, without
-reading their documents; the others are read whole and aged by ``handlers.age_to``.
+The plain due loans (``domain.shortcut``: unowned, no flag or open promise, ageing one stage)
+take a shortcut, decided from a few facts and written with one statement per chunk; the others
+are aged by ``handlers.age_to``.
 Several instances share the work; a loan locked by a consumer batch is skipped and taken on a
 later pass (the batch may age it itself, since handlers catch loans up to the business date).
 When nothing is due any more, the run is recorded (``eod_runs``, with the last stage-history
@@ -87,20 +87,21 @@ class EndOfDay:
                 return 0
             policies = await store.load_policy(conn)
             steps: dict[str, PlainStep] = {}
-            if self.shortcut:
-                for loan in due:
-                    step = plain_step(loan, on, policies.for_product(loan.product))
-                    if step is not None:
-                        steps[loan.loan_id] = step
-            loans = await store.read_loans(conn, (d.loan_id for d in due
-                                                  if d.loan_id not in steps))
+            loans: dict[str, LoanState] = {}
+            for loan, doc in due:
+                step = plain_step(loan, on, policies.for_product(loan.product)) \
+                    if self.shortcut else None
+                if step is None:
+                    loans[loan.loan_id] = LoanState.from_dict(doc)
+                else:
+                    steps[loan.loan_id] = step
             ctx = BatchContext(conn, self.topics, self.source)
             work = Casework(ctx, policies, on, loans)
-            for n, loan in enumerate(due):  # in loan_id order, whichever path each takes
+            for n, (loan, doc) in enumerate(due):  # in loan_id order, whichever path
                 if n % 200 == 199:
                     await asyncio.sleep(0)  # CPU-bound: let the consumer and the API breathe
                 if loan.loan_id in steps:
-                    await work.record_plain(steps[loan.loan_id])
+                    await work.record_plain(steps[loan.loan_id], doc)
                     continue
                 state = loans[loan.loan_id]
                 state = await work.record(age_to(state, on, work.policy(state)))

@@ -1,105 +1,66 @@
-"""SQL of end of day: claim the due loans by their columns, write the shortcut's steps at once.
+"""SQL of end of day: claim the due loans, write the shortcut's loans with one statement.
 
-A due loan is claimed without its document: its columns and a few facts read from the
-document in the database (:class:`DueLoan`) are what the shortcut (``domain.shortcut``) needs.
-Loans the shortcut takes are written with one UPDATE per chunk that patches their documents in
-place (stage, DPD, dates, owner, one history entry appended); the others are read whole and
-take the general path.
+A due loan is claimed with its document and the two ledger-derived values kept beside it
+(arrears, oldest unpaid due date), which is all the shortcut (``domain.shortcut``) needs to
+decide; the loans it takes are written back with one UPDATE per chunk, the others go through
+the general path (``Casework.record``, ``store.save_loans``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import date
+from typing import Any
 
+import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.staging.domain.loan import Owner
-from services.staging.domain.shortcut import DueLoan, PlainStep
+from services.staging.domain.shortcut import DueLoan, PlainStep, due_loan
+from services.staging.store import rows_json
 
-# The document's flags when none is in force and no hardship ever paused the clock
-# (Flags().to_dict()), and a promise still open.
-_NO_FLAGS = '{"active": [], "pauses": []}'
-_OPEN_PROMISE = '[{"status": "open"}]'
-
-_CLAIM = text("""
-SELECT loan_id, product, status, stage, arrears, currency, business_date, oldest_due_date,
-       collector_id, team, state->>'borrower_id' AS borrower_id,
-       state->>'relationship_manager_id' AS rm,
-       CAST(state->>'policy_version' AS int) AS policy_version,
-       (state->'flags' = CAST(:no_flags AS jsonb)
-        AND NOT state->'promises' @> CAST(:open_promise AS jsonb)) AS quiet
-FROM loans
-WHERE next_transition_date <= :on
-LIMIT :n FOR UPDATE SKIP LOCKED
-""")
+Claimed = tuple[DueLoan, dict[str, Any]]  # the loan's facts and its document
 
 
-async def claim_due(conn: AsyncConnection, on: date, limit: int) -> list[DueLoan]:
+async def claim_due(conn: AsyncConnection, on: date, limit: int) -> list[Claimed]:
     """Up to ``limit`` loans whose next transition is due by ``on``, locked, in loan_id order.
 
     No ORDER BY in SQL: the scan of the index stops after ``limit`` rows instead of sorting
     every due loan per chunk. SKIP LOCKED never waits, so this lock order cannot deadlock with
     the consumer's (loan_id order)."""
-    rows = await conn.execute(_CLAIM, {"on": on, "n": limit, "no_flags": _NO_FLAGS,
-                                       "open_promise": _OPEN_PROMISE})
-    due = [DueLoan(r.loan_id, r.borrower_id, r.product, r.currency, r.status, r.stage,
-                   r.arrears, r.business_date, r.oldest_due_date, r.policy_version,
-                   r.collector_id, r.team, r.rm, r.quiet) for r in rows]
-    due.sort(key=lambda d: d.loan_id)
-    return due
+    rows = await conn.execute(text("""
+        SELECT arrears, oldest_due_date, state::text AS state FROM loans
+        WHERE next_transition_date <= :on
+        LIMIT :n FOR UPDATE SKIP LOCKED"""), {"on": on, "n": limit})
+    claimed = []
+    for r in rows:
+        doc = orjson.loads(r.state)
+        claimed.append((due_loan(doc, r.arrears, r.oldest_due_date), doc))
+    claimed.sort(key=lambda c: c[0].loan_id)
+    return claimed
 
 
 _PLAIN = text("""
 UPDATE loans AS l SET
-    stage = u.stage, dpd = CAST(u.dpd AS int), collector_id = u.collector, team = u.team,
-    next_transition_date = CAST(u.next AS date), business_date = CAST(u.bdate AS date),
-    updated_at = now(),
-    state = l.state || jsonb_build_object(
-        'stage', u.stage, 'dpd', CAST(u.dpd AS int), 'business_date', u.bdate,
-        'next_transition_date', u.next,
-        'history', l.state->'history' || jsonb_build_array(jsonb_build_object(
-            'from', u.from_stage, 'to', u.stage, 'dpd', CAST(u.change_dpd AS int),
-            'reason', u.reason, 'business_date', u.change_date)),
-        'owner', jsonb_build_object('collector_id', u.collector, 'team', u.team),
-        'owner_history', CASE WHEN u.collector IS NULL THEN l.state->'owner_history'
-            ELSE l.state->'owner_history' || jsonb_build_array(jsonb_build_array(u.bdate,
-                                                                                 u.collector))
-            END)
-FROM unnest(CAST(:loan AS text[]), CAST(:from_stage AS text[]), CAST(:stage AS text[]),
-            CAST(:dpd AS text[]), CAST(:change_dpd AS text[]), CAST(:reason AS text[]),
-            CAST(:change_date AS text[]), CAST(:bdate AS text[]), CAST(:next AS text[]),
-            CAST(:collector AS text[]), CAST(:team AS text[]))
-     AS u(loan_id, from_stage, stage, dpd, change_dpd, reason, change_date, bdate, next,
-          collector, team)
-WHERE l.loan_id = u.loan_id
+    stage = u.r->>1, dpd = CAST(u.r->>2 AS int), collector_id = u.r->>3, team = u.r->>4,
+    next_transition_date = CAST(u.r->>5 AS date), business_date = CAST(u.r->>6 AS date),
+    state = CAST(u.r->>7 AS json), updated_at = now()
+FROM jsonb_array_elements(CAST(:rows AS jsonb)) AS u(r)
+WHERE l.loan_id = u.r->>0
 """)
 
 
 async def apply_plain_steps(conn: AsyncConnection,
-                            steps: Sequence[tuple[PlainStep, Owner]]) -> None:
-    """Write the shortcut's steps (each with the owner resolved for it) with one statement.
-
-    The document is patched as the general path would rewrite it: the top-level values that
-    ageing changes, the stage change appended to ``history``, the owner, and the owner's start
-    appended to ``owner_history`` (the loan had none and its history ends before this date,
-    see ``domain.shortcut``). The loans are locked by this transaction (``claim_due``)."""
+                            steps: Sequence[tuple[PlainStep, Owner, dict[str, Any]]]) -> None:
+    """Write the shortcut's loans (step, the owner resolved for it, the patched document) with
+    one statement; only the columns ageing changes. The loans are locked by this transaction
+    (:func:`claim_due`)."""
     if not steps:
         return
-    steps = sorted(steps, key=lambda s: s[0].loan.loan_id)
-    result = await conn.execute(_PLAIN, {
-        "loan": [s.loan.loan_id for s, _ in steps],
-        "from_stage": [s.change.from_stage for s, _ in steps],
-        "stage": [s.change.to_stage for s, _ in steps],
-        "dpd": [str(s.dpd) for s, _ in steps],
-        "change_dpd": [str(s.change.dpd) for s, _ in steps],
-        "reason": [s.change.reason for s, _ in steps],
-        "change_date": [s.change.business_date.isoformat() for s, _ in steps],
-        "bdate": [s.business_date.isoformat() for s, _ in steps],
-        "next": [None if s.next_transition_date is None else s.next_transition_date.isoformat()
-                 for s, _ in steps],
-        "collector": [o.collector_id for _, o in steps],
-        "team": [o.team for _, o in steps]})
+    result = await conn.execute(_PLAIN, {"rows": rows_json(
+        (s.loan.loan_id, s.change.to_stage, s.dpd, owner.collector_id, owner.team,
+         s.next_transition_date, s.business_date, orjson.dumps(doc).decode())
+        for s, owner, doc in sorted(steps, key=lambda s: s[0].loan.loan_id))})
     if result.rowcount != len(steps):
         raise RuntimeError(f"end of day wrote {result.rowcount} of {len(steps)} loans")

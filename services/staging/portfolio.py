@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import date
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -62,6 +62,15 @@ class Counted(Protocol):
     def status(self) -> str: ...
     @property
     def arrears(self) -> Decimal: ...
+
+
+class Position(NamedTuple):
+    """A loan's place in the portfolio, for loans written without a LoanState."""
+
+    product: str
+    stage: str
+    status: str
+    arrears: Decimal
 
 
 def moves_of(pairs: Iterable[tuple[Counted | None, Counted]]) -> Moves:

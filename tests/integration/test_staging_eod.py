@@ -154,11 +154,12 @@ async def contents(engine: AsyncEngine) -> dict[str, Any]:
         for key, value in await rows("SELECT key, value FROM outbox ORDER BY id"):
             event = orjson.loads(value)
             events.setdefault(key.decode(), []).append((event["type"], event["data"]))
+        loans = await rows(
+            "SELECT loan_id, product, status, stage, dpd, arrears::text, currency, "
+            "collector_id, team, next_transition_date, business_date, oldest_due_date, "
+            "state::text FROM loans ORDER BY loan_id")
         return {
-            "loans": await rows(
-                "SELECT loan_id, product, status, stage, dpd, arrears::text, currency, "
-                "collector_id, team, next_transition_date, business_date, oldest_due_date, "
-                "state FROM loans ORDER BY loan_id"),
+            "loans": [(*r[:-1], orjson.loads(r[-1])) for r in loans],
             "history": await rows(
                 "SELECT loan_id, product, from_stage, to_stage, dpd, reason, business_date "
                 "FROM stage_history ORDER BY loan_id, id"),
@@ -243,3 +244,20 @@ async def test_workers_sharing_small_chunks_age_every_due_loan_once(two_schemas,
     changed = sum(len(v) for k, v in result["events"].items())
     assert changed >= len(result["history"])
     assert all(Decimal(r[3]) >= 0 for r in result["counted"])
+
+
+async def test_saved_loans_read_back_exactly(two_schemas):
+    (engine, _), _ = two_schemas
+    loans = book(seed=3, size=300)
+    async with engine.begin() as conn:
+        await store.save_loans(conn, loans)
+        await store.save_loans(conn, loans)  # the update path
+        back = await store.load_loans(conn, [s.loan_id for s in loans])
+        columns = [tuple(r) for r in await conn.execute(text(
+            "SELECT loan_id, product, status, stage, dpd, arrears::text, currency, "
+            "collector_id, team, next_transition_date, business_date, oldest_due_date "
+            "FROM loans ORDER BY loan_id"))]
+    assert back == {s.loan_id: s for s in loans}
+    assert columns == [(s.loan_id, s.product, s.status, s.stage, s.dpd, str(s.arrears),
+                        s.currency, s.owner.collector_id, s.owner.team, s.next_transition_date,
+                        s.business_date, s.oldest_unpaid_due_date) for s in loans]

@@ -1,12 +1,12 @@
 """End of day's shortcut: an unowned, plain loan ageing into its next stage.
 
-Most loans end of day moves are changed by time alone: a loan with a missed instalment and
+Most of the loans end of day moves are changed by time alone: a loan with a missed instalment and
 nothing else going on enters early, then negotiation, on the day its DPD crosses the next
 threshold. For those, :func:`handlers.age_to` and the owner it asks for come down to a few
-values computed from what the service keeps in columns (:class:`DueLoan`), so the service can
-write a whole chunk of them with one statement instead of loading, ageing and saving each
-loan's document. Everything else takes the general path, and so does a loan here whenever
-:func:`plain_step` returns None.
+values computed from a handful of facts (:class:`DueLoan`, read from the stored document and
+two columns, :func:`due_loan`) and a patch of the document (:func:`patch`), with no
+``LoanState`` built, no ledger replayed and one statement per chunk to write them. Everything
+else takes the general path, and so does a loan here whenever :func:`plain_step` returns None.
 
 A loan is plain when all of these hold:
 
@@ -26,16 +26,18 @@ service against its roster exactly as for the general path, then recorded with
 :func:`assigned`. Since the loan was owned by nobody and its owner history only holds dates up
 to its business date, an assignment only appends to that history.
 
-``tests/unit/staging/test_staging_shortcut.py`` proves, for generated loans and policies, that
-every step is exactly the outcome of the general path (state, history, events), and
-``tests/integration/test_staging_eod.py`` does the same through PostgreSQL.
+``tests/unit/staging/test_staging_shortcut.py`` proves, for generated loans, policies and
+rosters, that every step gives exactly the general path's document and events, and
+``tests/integration/test_staging_eod.py`` compares whole end-of-day runs through PostgreSQL
+(loans, history, events, roster, portfolio) with and without the shortcut.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
 from datetime import date, timedelta
 from decimal import Decimal
+from typing import Any, NamedTuple
 
 from services.staging.domain import outbound
 from services.staging.domain.assignment import AssignmentRequest
@@ -44,9 +46,8 @@ from services.staging.domain.outbound import Emitted
 from services.staging.domain.policy import Policy
 
 
-@dataclass(frozen=True, slots=True)
-class DueLoan:
-    """What end of day reads of a due loan without its document."""
+class DueLoan(NamedTuple):  # a tuple, not a frozen dataclass: built for every due loan
+    """What the shortcut reads of a due loan."""
 
     loan_id: str
     borrower_id: str
@@ -64,8 +65,21 @@ class DueLoan:
     quiet: bool  # no flag in force, no hardship pause ever, no open promise
 
 
-@dataclass(frozen=True, slots=True)
-class PlainStep:
+_NO_FLAGS: dict[str, list[Any]] = {"active": [], "pauses": []}  # Flags().to_dict()
+
+
+def due_loan(doc: Mapping[str, Any], arrears: Decimal, oldest_due_date: date | None) -> DueLoan:
+    """The facts of a stored loan: its document (``LoanState.to_dict``) and the two values
+    the document does not hold, derived from its ledger (stored beside it)."""
+    owner = doc["owner"]
+    quiet = doc["flags"] == _NO_FLAGS and all(p["status"] != "open" for p in doc["promises"])
+    return DueLoan(doc["loan_id"], doc["borrower_id"], doc["product"], doc["currency"],
+                   doc["status"], doc["stage"], arrears, date.fromisoformat(doc["business_date"]),
+                   oldest_due_date, doc.get("policy_version"), owner["collector_id"],
+                   owner["team"], doc.get("relationship_manager_id"), quiet)
+
+
+class PlainStep(NamedTuple):
     loan: DueLoan
     change: StageChange
     dpd: int  # on the new business date
@@ -117,3 +131,18 @@ def assigned(step: PlainStep, collector_id: str | None,
     event = outbound.owner_change("case.assigned", step.loan.loan_id, step.change.to_stage,
                                   step.business_date, collector_id, team, None)
     return owner, (event,)
+
+
+def patch(doc: dict[str, Any], step: PlainStep, owner: Owner) -> dict[str, Any]:
+    """The document after ``step`` (in place), as ``LoanState.to_dict`` of the general path's
+    outcome: ageing's top-level values, the change appended to the history, the owner and,
+    for a collector, its start appended to the owner history (see the module)."""
+    doc.update(stage=step.change.to_stage, dpd=step.dpd,
+               business_date=step.business_date.isoformat(),
+               next_transition_date=(None if step.next_transition_date is None
+                                     else step.next_transition_date.isoformat()),
+               owner={"collector_id": owner.collector_id, "team": owner.team})
+    doc["history"].append(step.change.to_dict())
+    if owner.collector_id is not None:
+        doc["owner_history"].append([step.business_date.isoformat(), owner.collector_id])
+    return doc

@@ -15,9 +15,16 @@ from staging_builders import D0, flag, missed, new_loan, promise, repay, unflag
 from services.staging.domain.assignment import CollectorLoad, resolve_assignment
 from services.staging.domain.errors import Rejected
 from services.staging.domain.handlers import age_to, apply_assignment
-from services.staging.domain.loan import LoanState
+from services.staging.domain.loan import LoanState, Owner
 from services.staging.domain.policy import DEFAULT_POLICY, Policy, parse_policy
-from services.staging.domain.shortcut import DueLoan, PlainStep, assigned, plain_step
+from services.staging.domain.shortcut import (
+    DueLoan,
+    PlainStep,
+    assigned,
+    due_loan,
+    patch,
+    plain_step,
+)
 
 SETTINGS = settings(max_examples=400, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
@@ -85,13 +92,9 @@ def build(policy: Policy, ops: list[tuple[Any, ...]], rm: str | None) -> LoanSta
     return state
 
 
-def due_loan(state: LoanState) -> DueLoan:
-    """What the service reads from the row's columns and document (see store.claim_due)."""
-    quiet = not state.flags.active and not state.flags.pauses and not state.open_promises
-    return DueLoan(state.loan_id, state.borrower_id, state.product, state.currency,
-                   state.status, state.stage, state.arrears, state.business_date,
-                   state.oldest_unpaid_due_date, state.policy_version, state.owner.collector_id,
-                   state.owner.team, state.relationship_manager_id, quiet)
+def facts(state: LoanState) -> DueLoan:
+    """What end of day reads of a stored loan (its document and two ledger columns)."""
+    return due_loan(state.to_dict(), state.arrears, state.oldest_unpaid_due_date)
 
 
 rosters = st.lists(st.tuples(st.sampled_from(["rm-1", "c1", "c2", "c3", "c4"]),
@@ -133,21 +136,11 @@ def general(state: LoanState, on: date, policy: Policy, resolve) -> tuple[LoanSt
 
 
 def patched(state: LoanState, step: PlainStep, resolve) -> tuple[dict, list]:  # type: ignore[no-untyped-def]
-    """The shortcut applied to the document, as store.apply_plain_steps does in SQL."""
-    owner, owner_events = state.owner, ()
+    """The shortcut's document and events, the owner resolved as the service does."""
+    owner, owner_events = Owner(), ()
     if step.assignment is not None:
         owner, owner_events = assigned(step, *resolve(step.assignment))
-    doc = state.to_dict()
-    doc.update(stage=step.change.to_stage, dpd=step.dpd,
-               business_date=step.business_date.isoformat(),
-               next_transition_date=(step.next_transition_date.isoformat()
-                                     if step.next_transition_date else None),
-               history=[*doc["history"], step.change.to_dict()],
-               owner={"collector_id": owner.collector_id, "team": owner.team})
-    if owner.collector_id is not None:
-        doc["owner_history"] = [*doc["owner_history"],
-                                [step.business_date.isoformat(), owner.collector_id]]
-    return doc, [*step.events, *owner_events]
+    return patch(state.to_dict(), step, owner), [*step.events, *owner_events]
 
 
 @SETTINGS
@@ -159,7 +152,7 @@ def test_a_plain_step_is_exactly_the_general_path(policy, ops, rm, days, roster,
         state = apply_assignment(state, "c9", "legal", policy).state
     on = on_date(state, days)
     resolve = resolver(roster)
-    step = plain_step(due_loan(state), on, policy)
+    step = plain_step(facts(state), on, policy)
     final, events = general(state, on, policy, resolve)
     event("shortcut" if step else "general path")
     if step is None:
@@ -181,7 +174,7 @@ def test_unowned_overdue_loans_mostly_take_the_shortcut_and_match(policy, due_in
     state = missed(new_loan(rm=rm, policy=policy), 1, due, amount,
                    on=due + timedelta(days=seen_after), policy=policy).state
     on = on_date(state, days)
-    step = plain_step(due_loan(state), on, policy)
+    step = plain_step(facts(state), on, policy)
     resolve = resolver(roster)
     final, events = general(state, on, policy, resolve)
     new = final.history[len(state.history):]
@@ -196,7 +189,7 @@ def test_unowned_overdue_loans_mostly_take_the_shortcut_and_match(policy, due_in
 
 def test_the_benchmark_case_takes_the_shortcut():
     state = missed(new_loan(rm="rm1"), 1, date(2026, 1, 5), "500.00", on=date(2026, 2, 4)).state
-    step = plain_step(due_loan(state), date(2026, 2, 5), DEFAULT_POLICY)
+    step = plain_step(facts(state), date(2026, 2, 5), DEFAULT_POLICY)
     assert step is not None
     assert (step.change.from_stage, step.change.to_stage, step.dpd) == ("early", "negotiation",
                                                                        31)
