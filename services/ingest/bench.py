@@ -1,8 +1,8 @@
 """Benchmark of the ingest gateway: ``python -m services.ingest.bench``.
 
 Starts ``python -m services.ingest`` (uvicorn, one worker) on a free port against the real
-broker (``QS_KAFKA_BOOTSTRAP``, default 127.0.0.1:9092) with fresh topics (a unique prefix) and
-the rate limit lifted, then drives it with wrk:
+broker (``QS_KAFKA_BOOTSTRAP``, default 127.0.0.1:9092) with fresh topics (a unique prefix,
+deleted after the run) and the rate limit lifted, then drives it with wrk:
 
 1. single: ``POST /v1/events``, one CloudEvent per request, every 202 after Kafka's ack;
 2. batch: ``POST /v1/events/batch``, 1,000 CloudEvents per request.
@@ -13,6 +13,7 @@ Prints a Markdown table for BENCHMARKS.md. Needs ``wrk`` (``apt-get install -y w
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import platform
 import re
@@ -24,6 +25,8 @@ import time
 import urllib.request
 import uuid
 from pathlib import Path
+
+from aiokafka.admin import AIOKafkaAdminClient
 
 LUA_DIR = Path(__file__).with_name("bench")
 
@@ -49,6 +52,21 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) ->
     raise SystemExit("ingest did not become ready (is Kafka running?)")
 
 
+async def _drop_topics(bootstrap: str, prefix: str) -> int:
+    """Delete the run's topics: a broker collecting every run's ~100 partitions runs out of heap
+    (Kafka died of OutOfMemoryError at ~15,000 partitions with the default 512 MB)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="qingshou-bench",
+                                request_timeout_ms=60_000)
+    await admin.start()
+    try:
+        names = [t for t in await admin.list_topics() if t.startswith(f"{prefix}.")]
+        if names:
+            await admin.delete_topics(names, timeout_ms=60_000)
+        return len(names)
+    finally:
+        await admin.close()
+
+
 def _seconds(value: str) -> float:
     number, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", value).groups()  # type: ignore[union-attr]
     return float(number) * {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}[unit]
@@ -63,8 +81,9 @@ def _wrk(url: str, script: str, connections: int, duration: int, threads: int,
                          check=True).stdout
     print(out, file=sys.stderr)
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    p50 = _seconds(re.search(r"50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
-    p99 = _seconds(re.search(r"99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    # the latency distribution's own lines: "62.50%" of the Req/Sec line must not match "50%"
+    p50 = _seconds(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
+    p99 = _seconds(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
     bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     errors = re.search(r"Socket errors:.*", out)
     return {"rps": rps, "p50": p50, "p99": p99, "non2xx": float(bad.group(1)) if bad else 0.0,
@@ -102,6 +121,11 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(30)
+        try:
+            dropped = asyncio.run(_drop_topics(bootstrap, f"bench{run}"))
+            print(f"deleted the run's {dropped} topics", file=sys.stderr)
+        except Exception as exc:  # the figures stand; say what to clean up by hand
+            print(f"could not delete the bench{run}.* topics: {exc!r}", file=sys.stderr)
 
     machine = (f"{platform.machine()}, {os.cpu_count()} cores, "
                f"{platform.system()} {platform.release()}")
