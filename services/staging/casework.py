@@ -51,6 +51,7 @@ _DROP = {
     "promise.broken": ("business_date",),
 }
 RM_TEAM = "relationship_manager"
+_ASSIGNMENTS = ("case.assigned", "case.unassigned")
 
 
 class Casework:
@@ -150,14 +151,16 @@ class Casework:
         self._emit(state.loan_id, state.product, state.stage, emitted)
 
     def _emit(self, loan_id: str, product: str, stage: str, emitted: Emitted) -> None:
-        data = dict(emitted.data)
-        for name in _DROP.get(emitted.type, ()):
-            data.pop(name, None)
-        for name in ("stage", "from_stage", "to_stage"):
-            if data.get(name) == CLOSED_STAGE:
-                data[name] = "current"
-        if emitted.type in ("case.assigned", "case.unassigned") and data["team"] is None:
-            data["team"] = self._fallback_team(product, stage)
+        data = emitted.data
+        drop = _DROP.get(emitted.type, ())
+        closed = [name for name in ("stage", "from_stage", "to_stage")
+                  if data.get(name) == CLOSED_STAGE]
+        teamless = emitted.type in _ASSIGNMENTS and data["team"] is None
+        if drop or closed or teamless:  # the domain's event stays as it was
+            data = {k: v for k, v in data.items() if k not in drop}
+            data.update(dict.fromkeys(closed, "current"))
+            if teamless:
+                data["team"] = self._fallback_team(product, stage)
         self.ctx.emit(emitted.topic, emitted.type, loan_id, data)
 
     def _fallback_team(self, product: str, stage: str) -> str:

@@ -90,15 +90,15 @@ def _next_aging_date(state: LoanState, policy: Policy) -> date | None:
     if oldest is None or ledger.arrears <= policy.tolerance:
         return None
     current_rank = policy.rank(state.stage)
-    if current_rank is None:
+    if current_rank is None or current_rank + 1 >= len(policy.ranged):
         return None
-    above = policy.ranged[current_rank + 1:]
-    if not above or above[0].dpd_min is None:
+    above = policy.ranged[current_rank + 1]
+    if above.dpd_min is None:
         return None
     # From `base` on, DPD grows by one a day (no pause in force).
     base = max(state.business_date, oldest)
     dpd_at_base = days_past_due(ledger, flags, policy.tolerance, base)
-    return base + timedelta(days=max(above[0].dpd_min - dpd_at_base, 1))
+    return base + timedelta(days=max(above.dpd_min - dpd_at_base, 1))
 
 
 def next_transition_date(state: LoanState, policy: Policy) -> date | None:
@@ -107,12 +107,14 @@ def next_transition_date(state: LoanState, policy: Policy) -> date | None:
     before the new business date."""
     if state.status != "open":
         return None
+    aging = _next_aging_date(state, policy)
+    if not state.flags.active and not state.promises:  # the common case, without the lists
+        return aging
     grace = timedelta(days=policy.promise_grace_days + 1)
     dates = [
         *state.flags.expiry_dates,
         *(p.due_on + grace for p in state.promises if p.status == "open"),
     ]
-    aging = _next_aging_date(state, policy)
     if aging is not None:
         dates.append(aging)
     return min(dates, default=None)
