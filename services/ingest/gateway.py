@@ -13,7 +13,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final
 
 import orjson
@@ -50,7 +50,7 @@ class Item:
     value: bytes = b""
     duplicate: bool = False
     detail: str = ""
-    errors: list[dict[str, str]] = field(default_factory=list)
+    errors: list[dict[str, str]] | None = None  # set when rejected
 
     def reject(self, status: int, detail: str, errors: list[dict[str, str]]) -> Item:
         self.status, self.detail, self.errors = status, detail, errors
