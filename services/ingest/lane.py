@@ -169,8 +169,9 @@ class EventHandlers:
             if start:
                 # let the producer's sender and the other requests run between slices
                 await asyncio.sleep(0)
-            items.extend(check(Item(index=i), objs[i], who, router, None)
-                         for i in range(start, min(start + CHECK_SLICE, len(objs))))
+            items += [check(Item(index=i), objs[i], who, router, None)
+                      for i in range(start, min(start + CHECK_SLICE, len(objs)))]
+        del objs, body  # the items hold what is sent; the decoded events can go before Kafka
         await g.publisher.publish(items)
         return self._batch_outcome(items)
 
