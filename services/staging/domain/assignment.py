@@ -17,7 +17,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 
+from services.staging.domain.frozen import quick_init
 
+
+@quick_init
 @dataclass(frozen=True)
 class CollectorLoad:
     collector_id: str
@@ -27,6 +30,7 @@ class CollectorLoad:
     open_cases: int
 
 
+@quick_init
 @dataclass(frozen=True)
 class AssignmentRequest:
     """A loan entered a stage whose owner the domain cannot pick without the roster."""

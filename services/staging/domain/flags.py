@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from typing import Any
 
+from services.staging.domain.frozen import quick_init
 from services.staging.domain.values import from_iso, iso
 
 FLAG_NAMES = frozenset(
@@ -29,6 +30,7 @@ HARDSHIP, DISPUTE, WILFUL_DEFAULT = "hardship", "dispute", "wilful_default"
 Interval = tuple[date, date]  # (start, end]: days after start through end
 
 
+@quick_init
 @dataclass(frozen=True)
 class Flag:
     name: str
@@ -37,6 +39,7 @@ class Flag:
     note: str = ""
 
 
+@quick_init
 @dataclass(frozen=True)
 class Flags:
     active: Mapping[str, Flag] = field(default_factory=dict)

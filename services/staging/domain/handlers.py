@@ -26,6 +26,7 @@ from services.staging.domain.assignment import AssignmentRequest
 from services.staging.domain.delinquency import days_past_due, next_transition_date, select_stage
 from services.staging.domain.errors import Rejected
 from services.staging.domain.flags import FLAG_NAMES, clear_flag, expire_flags, raise_flag
+from services.staging.domain.frozen import quick_init
 from services.staging.domain.ledger import (
     Ledger,
     LedgerChange,
@@ -51,6 +52,7 @@ from services.staging.domain.values import money, optional_date, text
 CLOSE_REASONS = ("repaid", "written_off", "sold", "restructured")
 
 
+@quick_init
 @dataclass(frozen=True)
 class Outcome:
     state: LoanState

@@ -29,11 +29,13 @@ from decimal import Decimal
 from typing import Any
 
 from services.staging.domain.errors import Rejected
+from services.staging.domain.frozen import quick_init
 from services.staging.domain.values import ZERO
 
 Money = Decimal
 
 
+@quick_init
 @dataclass(frozen=True)
 class Instalment:
     instalment_no: int
@@ -41,6 +43,7 @@ class Instalment:
     amount_unpaid: Money  # at due date, as core banking last reported it
 
 
+@quick_init
 @dataclass(frozen=True)
 class Payment:
     payment_id: str
@@ -50,6 +53,7 @@ class Payment:
     seq: int  # the loan's arrival counter: orders payments against promises
 
 
+@quick_init
 @dataclass(frozen=True)
 class Allocation:
     """What one payment paid: per instalment, in application order, and the excess."""
@@ -75,6 +79,7 @@ class Allocation:
         }
 
 
+@quick_init
 @dataclass(frozen=True)
 class Reallocation:
     """A surviving payment whose allocation moved because another entry changed."""
@@ -83,6 +88,7 @@ class Reallocation:
     after: Allocation
 
 
+@quick_init
 @dataclass(frozen=True)
 class _View:
     unpaid: Mapping[int, Money]
@@ -117,6 +123,7 @@ def _replay(entries: tuple[Instalment | Payment, ...]) -> _View:
     return _View(unpaid, due, allocations, sum(unpaid.values(), ZERO), oldest)
 
 
+@quick_init
 @dataclass(frozen=True)
 class Ledger:
     currency: str
@@ -184,6 +191,7 @@ class Ledger:
         return cls(data["currency"], tuple(entries), frozenset(data.get("reversed_ids", ())))
 
 
+@quick_init
 @dataclass(frozen=True)
 class LedgerChange:
     """The new ledger and what moved: the subject payment's allocation and everyone else's."""

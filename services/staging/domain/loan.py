@@ -13,6 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 from services.staging.domain.flags import Flags
+from services.staging.domain.frozen import quick_init
 from services.staging.domain.ledger import Ledger
 from services.staging.domain.promises import OPEN, Promise
 from services.staging.domain.values import from_iso, iso
@@ -21,6 +22,7 @@ OPEN_STATUS, CLOSED_STATUS = "open", "closed"
 CLOSED_STAGE = "closed"  # pseudo-stage of a closed loan, outside every policy
 
 
+@quick_init
 @dataclass(frozen=True)
 class StageChange:
     from_stage: str
@@ -39,12 +41,14 @@ class StageChange:
                    date.fromisoformat(d["business_date"]))
 
 
+@quick_init
 @dataclass(frozen=True)
 class Owner:
     collector_id: str | None = None
     team: str | None = None
 
 
+@quick_init
 @dataclass(frozen=True)
 class OwnerPeriod:
     """From ``since`` (inclusive) the case belonged to ``collector_id`` (None: nobody)."""
@@ -53,6 +57,7 @@ class OwnerPeriod:
     collector_id: str | None
 
 
+@quick_init
 @dataclass(frozen=True)
 class LoanState:
     loan_id: str

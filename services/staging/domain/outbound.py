@@ -14,6 +14,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
+from services.staging.domain.frozen import quick_init
 from services.staging.domain.ledger import Allocation
 from services.staging.domain.loan import LoanState, StageChange
 from services.staging.domain.promises import Promise
@@ -30,6 +31,7 @@ TOPICS = {
 }
 
 
+@quick_init
 @dataclass(frozen=True)
 class Emitted:
     type: str

@@ -17,6 +17,8 @@ from decimal import Decimal, InvalidOperation
 from functools import cached_property
 from typing import Any
 
+from services.staging.domain.frozen import quick_init
+
 STAGE_NAMES = ("current", "early", "negotiation", "intensive", "legal", "write_off", "special")
 CURRENT, LEGAL, SPECIAL = "current", "legal", "special"
 # Stages that must exist in every policy: the cure target, the emergency path, the flag path.
@@ -36,6 +38,7 @@ class PolicyInvalid(ValueError):
         self.errors = errors
 
 
+@quick_init
 @dataclass(frozen=True)
 class StageRule:
     name: str
@@ -51,6 +54,7 @@ class StageRule:
         return self.dpd_max is None or dpd <= self.dpd_max
 
 
+@quick_init
 @dataclass(frozen=True)
 class Policy:
     """The policy in force for one product."""
@@ -84,6 +88,7 @@ class Policy:
         return {rule.name: index for index, rule in enumerate(self.ranged)}
 
 
+@quick_init
 @dataclass(frozen=True)
 class PolicySet:
     """A whole policy document: the default policy and the per-product ones."""

@@ -26,12 +26,14 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
+from services.staging.domain.frozen import quick_init
 from services.staging.domain.ledger import Payment
 from services.staging.domain.values import ZERO, from_iso, iso
 
 OPEN, KEPT, BROKEN, CANCELLED = "open", "kept", "broken", "cancelled"
 
 
+@quick_init
 @dataclass(frozen=True)
 class Promise:
     promise_id: str
