@@ -151,7 +151,14 @@ class Runtime:
             task = self.extras.get(f"{name}_task")
             if task is not None:
                 checks[name] = not task.done()
+        # a service's own conditions, e.g. ingest's event routes being open
+        for name, check in self.extras.get(READY_CHECKS, {}).items():
+            checks[name] = bool(check())
         return checks
+
+
+READY_CHECKS = "ready_checks"
+"""Key in ``Runtime.extras`` of a ``{name: () -> bool}`` map that ``/readyz`` also requires."""
 
 
 def settings_for(definition: ServiceDefinition, **overrides: Any) -> ServiceSettings:

@@ -21,7 +21,7 @@ from services.ingest.api import HANDLERS_KEY, STATE_KEY, Gateway, events_router
 from services.ingest.lane import EventLane
 from services.ingest.settings import IngestSettings
 from shared.kafka import make_producer
-from shared.service import Runtime, ServiceDefinition, create_app
+from shared.service import READY_CHECKS, Runtime, ServiceDefinition, create_app
 
 log = logging.getLogger("qingshou.ingest")
 
@@ -72,6 +72,9 @@ def create_ingest_app(settings: IngestSettings | None = None,
     rt: Runtime = app.state.runtime
     # the event routes skip FastAPI's per-request machinery (lane.py says why)
     app.add_middleware(EventLane, handlers=rt.extras[HANDLERS_KEY])
+    # ready only once the event routes are open: the broker may answer metadata requests
+    # while the producer is still starting, and the routes answer 503 until it has
+    rt.extras[READY_CHECKS] = {"event_routes": lambda: rt.extras[STATE_KEY].connected}
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

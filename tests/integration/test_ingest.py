@@ -234,6 +234,7 @@ async def test_kafka_unreachable_gives_503_and_loses_nothing(uid: str) -> None:
     async with ingest(uid, first_attempt_s=1.0, kafka_bootstrap="127.0.0.1:1") as (_, down):
         ready = await down.get("/readyz")
         assert ready.status_code == 503 and ready.json()["checks"]["kafka"] is False
+        assert ready.json()["checks"]["event_routes"] is False
         r = await down.post("/v1/events", content=orjson.dumps(single), headers={**CE, **CORE})
         assert r.status_code == 503 and int(r.headers["retry-after"]) >= 1
         r = await down.post("/v1/events/batch", content=orjson.dumps(batch),
