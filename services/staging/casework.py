@@ -52,6 +52,14 @@ _DROP = {
 }
 RM_TEAM = "relationship_manager"
 _ASSIGNMENTS = ("case.assigned", "case.unassigned")
+_STAGE_FIELDS = {  # where each outbound event names a stage (the domain's may be "closed")
+    "stage.changed": ("from_stage", "to_stage"),
+    "case.assigned": ("stage",), "case.unassigned": ("stage",),
+    "repayment.applied": ("stage",), "repayment.unapplied": ("stage",),
+    "promise.kept": (), "promise.broken": (),
+}
+_NOBODY = Owner()
+_NO_EVENTS: tuple[Emitted, ...] = ()
 
 
 class Casework:
@@ -113,7 +121,7 @@ class Casework:
         """Keep end of day's shortcut for one loan (``domain.shortcut``) and its document: the
         owner resolved like any other, the events queued; :meth:`flush` writes it."""
         loan = step.loan
-        owner, events = Owner(), tuple[Emitted, ...]()
+        owner, events = _NOBODY, _NO_EVENTS
         if step.assignment is not None:
             owner, events = assigned(step, *await self.choose_owner(step.assignment))
         self._move_case(None, owner.collector_id)
@@ -151,17 +159,16 @@ class Casework:
         self._emit(state.loan_id, state.product, state.stage, emitted)
 
     def _emit(self, loan_id: str, product: str, stage: str, emitted: Emitted) -> None:
-        data = emitted.data
-        drop = _DROP.get(emitted.type, ())
-        closed = [name for name in ("stage", "from_stage", "to_stage")
-                  if data.get(name) == CLOSED_STAGE]
-        teamless = emitted.type in _ASSIGNMENTS and data["team"] is None
+        data, kind = emitted.data, emitted.type
+        drop = _DROP.get(kind, ())
+        closed = [name for name in _STAGE_FIELDS[kind] if data[name] == CLOSED_STAGE]
+        teamless = kind in _ASSIGNMENTS and data["team"] is None
         if drop or closed or teamless:  # the domain's event stays as it was
             data = {k: v for k, v in data.items() if k not in drop}
             data.update(dict.fromkeys(closed, "current"))
             if teamless:
                 data["team"] = self._fallback_team(product, stage)
-        self.ctx.emit(emitted.topic, emitted.type, loan_id, data)
+        self.ctx.emit(emitted.topic, kind, loan_id, data)
 
     def _fallback_team(self, product: str, stage: str) -> str:
         if stage == CLOSED_STAGE:
@@ -181,11 +188,11 @@ class Casework:
         await store.save_loans(conn, loans)
         await eodstore.apply_plain_steps(conn, self.plain)
         await store.append_history(conn, history)
-        moves: list[tuple[portfolio.Counted | None, portfolio.Counted]] = [
-            (self.original.get(s.loan_id), s) for s in loans]
-        moves += [(s.loan, portfolio.Position(s.loan.product, s.change.to_stage, s.loan.status,
-                                              s.loan.arrears)) for s, _, _ in self.plain]
-        await portfolio.add_moves(conn, portfolio.moves_of(moves))
+        moves = portfolio.moves_of(
+            ((self.original.get(s.loan_id), s) for s in loans),
+            ((s.loan.product, s.change.from_stage, s.change.to_stage, s.loan.arrears)
+             for s, _, _ in self.plain))
+        await portfolio.add_moves(conn, moves)
         if any(self.deltas.values()):
             await self.lock_roster()  # lock before updating, in the one lock order
             await store.add_open_cases(conn, self.deltas)

@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import date
 from decimal import Decimal
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -49,6 +49,7 @@ HAVING sum(loans) <> 0 OR sum(arrears) <> 0
 """)
 
 Moves = dict[tuple[str, str], tuple[int, Decimal]]
+_ZERO = Decimal(0)
 
 
 class Counted(Protocol):
@@ -64,29 +65,24 @@ class Counted(Protocol):
     def arrears(self) -> Decimal: ...
 
 
-class Position(NamedTuple):
-    """A loan's place in the portfolio, for loans written without a LoanState."""
-
-    product: str
-    stage: str
-    status: str
-    arrears: Decimal
-
-
-def moves_of(pairs: Iterable[tuple[Counted | None, Counted]]) -> Moves:
-    """The portfolio moves of loans going from ``before`` (None: new) to ``after``."""
+def moves_of(pairs: Iterable[tuple[Counted | None, Counted]],
+             shifts: Iterable[tuple[str, str, str, Decimal]] = ()) -> Moves:
+    """The portfolio moves of loans going from ``before`` (None: new) to ``after``, and of
+    open loans shifting stage: ``(product, from_stage, to_stage, arrears)``."""
     moves: Moves = {}
 
-    def add(loan: Counted, sign: int) -> None:
-        key = (loan.product, loan.stage)
-        count, amount = moves.get(key, (0, Decimal(0)))
-        moves[key] = (count + sign, amount + sign * loan.arrears)
+    def add(product: str, stage: str, sign: int, arrears: Decimal) -> None:
+        count, amount = moves.get((product, stage), (0, _ZERO))
+        moves[product, stage] = (count + sign, amount + sign * arrears)
 
     for before, after in pairs:
         if before is not None and before.status == "open":
-            add(before, -1)
+            add(before.product, before.stage, -1, before.arrears)
         if after.status == "open":
-            add(after, 1)
+            add(after.product, after.stage, 1, after.arrears)
+    for product, before_stage, after_stage, arrears in shifts:
+        add(product, before_stage, -1, arrears)
+        add(product, after_stage, 1, arrears)
     return {k: v for k, v in moves.items() if v[0] or v[1]}
 
 

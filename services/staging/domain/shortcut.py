@@ -72,7 +72,9 @@ def due_loan(doc: Mapping[str, Any], arrears: Decimal, oldest_due_date: date | N
     """The facts of a stored loan: its document (``LoanState.to_dict``) and the two values
     the document does not hold, derived from its ledger (stored beside it)."""
     owner = doc["owner"]
-    quiet = doc["flags"] == _NO_FLAGS and all(p["status"] != "open" for p in doc["promises"])
+    promises = doc["promises"]
+    quiet = doc["flags"] == _NO_FLAGS and (
+        not promises or all(p["status"] != "open" for p in promises))
     return DueLoan(doc["loan_id"], doc["borrower_id"], doc["product"], doc["currency"],
                    doc["status"], doc["stage"], arrears, date.fromisoformat(doc["business_date"]),
                    oldest_due_date, doc.get("policy_version"), owner["collector_id"],
