@@ -69,6 +69,8 @@ def _require_open(state: LoanState) -> None:
 
 
 def _promises(state: LoanState, policy: Policy) -> tuple[LoanState, list[Emitted]]:
+    if not state.promises:
+        return state, []
     after = evaluate_promises(state.promises, state.ledger.payments, policy.promise_grace_days,
                               state.business_date)
     events = [outbound.promise_outcome(state, p) for p in changed_promises(state.promises, after)]
@@ -79,11 +81,11 @@ def _settle(state: LoanState, policy: Policy, reason: str,
             floor: str | None = None) -> tuple[LoanState, list[Emitted]]:
     dpd = days_past_due(state.ledger, state.flags, policy.tolerance, state.business_date)
     stage = select_stage(state.stage, dpd, state.arrears, state.flags, policy, floor=floor)
-    state = state.evolve(dpd=dpd, policy_version=policy.version)
     if stage == state.stage:
-        return state, []
+        return state.evolve(dpd=dpd, policy_version=policy.version), []
     change = StageChange(state.stage, stage, dpd, reason, state.business_date)
-    state = state.evolve(stage=stage, history=(*state.history, change))
+    state = state.evolve(dpd=dpd, policy_version=policy.version, stage=stage,
+                         history=(*state.history, change))
     return state, [outbound.stage_changed(state, change)]
 
 
