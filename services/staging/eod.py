@@ -19,7 +19,10 @@ midway leaves ``eod_pending`` set: the next poll resumes where the last committe
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import logging
+from collections.abc import Iterator
 from datetime import date, timedelta
 
 from sqlalchemy import text
@@ -81,6 +84,10 @@ class EndOfDay:
         return aged
 
     async def age_chunk(self, on: date) -> int:
+        with _collector_paused():
+            return await self._age_chunk(on)
+
+    async def _age_chunk(self, on: date) -> int:
         async with self.engine.begin() as conn:
             due = await eodstore.claim_due(conn, on, self.chunk)
             if not due:
@@ -126,6 +133,21 @@ class EndOfDay:
             await portfolio.snapshot(conn, on)
             await store.set_calendar(conn, cal.business_date, None)
         log.info("end of day done", extra={"business_date": on.isoformat(), "aged": aged})
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """The cyclic garbage collector off while a chunk is aged (process-wide, so also for a
+    consumer batch interleaved meanwhile; about a second). A chunk holds a few hundred thousand
+    containers (documents, states, events) that form no cycles, and the collector kept
+    re-scanning them: 5 % of end of day's CPU. Reference counting still frees everything."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _postpone(state: LoanState, on: date) -> LoanState:
