@@ -37,7 +37,7 @@ from services.staging.domain.assignment import (
 )
 from services.staging.domain.handlers import Outcome, apply_assignment
 from services.staging.domain.loan import CLOSED_STAGE, LoanState, Owner, StageChange
-from services.staging.domain.outbound import Emitted
+from services.staging.domain.outbound import TOPICS, Emitted
 from services.staging.domain.policy import Policy, PolicySet
 from services.staging.domain.shortcut import PlainStep, assigned, patch
 from shared.context import BatchContext
@@ -125,7 +125,9 @@ class Casework:
         if step.assignment is not None:
             owner, events = assigned(step, *await self.choose_owner(step.assignment))
         self._move_case(None, owner.collector_id)
-        for emitted in (*step.events, *events):
+        for emitted in step.events:
+            self._emit(loan.loan_id, loan.product, step.change.to_stage, emitted)
+        for emitted in events:
             self._emit(loan.loan_id, loan.product, step.change.to_stage, emitted)
         self.plain.append((step, owner, patch(doc, step, owner)))
 
@@ -160,15 +162,21 @@ class Casework:
 
     def _emit(self, loan_id: str, product: str, stage: str, emitted: Emitted) -> None:
         data, kind = emitted.data, emitted.type
-        drop = _DROP.get(kind, ())
-        closed = [name for name in _STAGE_FIELDS[kind] if data[name] == CLOSED_STAGE]
+        drop = _DROP.get(kind)
+        closed = False
+        for name in _STAGE_FIELDS[kind]:
+            closed = closed or data[name] == CLOSED_STAGE
         teamless = kind in _ASSIGNMENTS and data["team"] is None
-        if drop or closed or teamless:  # the domain's event stays as it was
-            data = {k: v for k, v in data.items() if k not in drop}
-            data.update(dict.fromkeys(closed, "current"))
+        if drop or closed or teamless:  # a copy: the domain's event stays as it was
+            data = dict(data)
+            for name in drop or ():
+                data.pop(name, None)
+            for name in _STAGE_FIELDS[kind]:
+                if data[name] == CLOSED_STAGE:
+                    data[name] = "current"
             if teamless:
                 data["team"] = self._fallback_team(product, stage)
-        self.ctx.emit(emitted.topic, kind, loan_id, data)
+        self.ctx.emit(TOPICS[kind], kind, loan_id, data)
 
     def _fallback_team(self, product: str, stage: str) -> str:
         if stage == CLOSED_STAGE:

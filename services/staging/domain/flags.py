@@ -19,7 +19,7 @@ from datetime import date, timedelta
 from typing import Any
 
 from services.staging.domain.frozen import quick_init
-from services.staging.domain.values import from_iso, iso
+from services.staging.domain.values import day, from_iso, iso
 
 FLAG_NAMES = frozenset(
     {"dispute", "hardship", "cease_contact", "bankruptcy", "deceased", "fraud", "wilful_default"}
@@ -77,11 +77,11 @@ class Flags:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Flags:
         active = {
-            f["flag"]: Flag(f["flag"], date.fromisoformat(f["raised_on"]), from_iso(f["until"]),
+            f["flag"]: Flag(f["flag"], day(f["raised_on"]), from_iso(f["until"]),
                             f.get("note", ""))
             for f in data.get("active", ())
         }
-        pauses = tuple((date.fromisoformat(s), date.fromisoformat(e)) for s, e in data["pauses"])
+        pauses = tuple((day(s), day(e)) for s, e in data["pauses"])
         return cls(active, pauses)
 
 

@@ -30,7 +30,7 @@ from typing import Any
 
 from services.staging.domain.errors import Rejected
 from services.staging.domain.frozen import quick_init
-from services.staging.domain.values import ZERO
+from services.staging.domain.values import ZERO, day, iso
 
 Money = Decimal
 
@@ -168,12 +168,12 @@ class Ledger:
         for e in self.entries:
             if isinstance(e, Instalment):
                 entries.append({"instalment_no": e.instalment_no,
-                                "due_date": e.due_date.isoformat(),
+                                "due_date": iso(e.due_date),
                                 "amount_unpaid": str(e.amount_unpaid)})
             else:
                 entries.append({"payment_id": e.payment_id, "amount": str(e.amount),
-                                "value_date": e.value_date.isoformat(),
-                                "received_on": e.received_on.isoformat(), "seq": e.seq})
+                                "value_date": iso(e.value_date),
+                                "received_on": iso(e.received_on), "seq": e.seq})
         return {"currency": self.currency, "entries": entries,
                 "reversed_ids": sorted(self.reversed_ids)}
 
@@ -182,12 +182,12 @@ class Ledger:
         entries: list[Instalment | Payment] = []
         for e in data["entries"]:
             if "instalment_no" in e:
-                entries.append(Instalment(e["instalment_no"], date.fromisoformat(e["due_date"]),
+                entries.append(Instalment(e["instalment_no"], day(e["due_date"]),
                                           Decimal(e["amount_unpaid"])))
             else:
                 entries.append(Payment(e["payment_id"], Decimal(e["amount"]),
-                                       date.fromisoformat(e["value_date"]),
-                                       date.fromisoformat(e["received_on"]), e["seq"]))
+                                       day(e["value_date"]),
+                                       day(e["received_on"]), e["seq"]))
         return cls(data["currency"], tuple(entries), frozenset(data.get("reversed_ids", ())))
 
 

@@ -16,7 +16,7 @@ from services.staging.domain.flags import Flags
 from services.staging.domain.frozen import quick_init
 from services.staging.domain.ledger import Ledger
 from services.staging.domain.promises import OPEN, Promise
-from services.staging.domain.values import from_iso, iso
+from services.staging.domain.values import day, from_iso, iso
 
 OPEN_STATUS, CLOSED_STATUS = "open", "closed"
 CLOSED_STAGE = "closed"  # pseudo-stage of a closed loan, outside every policy
@@ -38,7 +38,7 @@ class StageChange:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> StageChange:
         return cls(d["from"], d["to"], d["dpd"], d["reason"],
-                   date.fromisoformat(d["business_date"]))
+                   day(d["business_date"]))
 
 
 @quick_init
@@ -154,15 +154,15 @@ class LoanState:
         return cls(
             loan_id=d["loan_id"], borrower_id=d["borrower_id"], product=d["product"],
             currency=d["currency"], principal=Decimal(d["principal"]),
-            opened_on=date.fromisoformat(d["opened_on"]),
-            business_date=date.fromisoformat(d["business_date"]),
+            opened_on=day(d["opened_on"]),
+            business_date=day(d["business_date"]),
             relationship_manager_id=d.get("relationship_manager_id"),
             branch_id=d.get("branch_id"), status=d["status"],
             ledger=Ledger.from_dict(d["ledger"]), flags=Flags.from_dict(d["flags"]),
             stage=d["stage"], dpd=d["dpd"],
             history=tuple(StageChange.from_dict(h) for h in d["history"]),
             owner=Owner(d["owner"]["collector_id"], d["owner"]["team"]),
-            owner_history=tuple(OwnerPeriod(date.fromisoformat(s), c)
+            owner_history=tuple(OwnerPeriod(day(s), c)
                                 for s, c in d["owner_history"]),
             promises=tuple(Promise.from_dict(p) for p in d["promises"]),
             stage_at_receipt=dict(d.get("stage_at_receipt", {})),

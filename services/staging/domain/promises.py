@@ -28,7 +28,7 @@ from typing import Any
 
 from services.staging.domain.frozen import quick_init
 from services.staging.domain.ledger import Payment
-from services.staging.domain.values import ZERO, from_iso, iso
+from services.staging.domain.values import ZERO, day, from_iso, iso
 
 OPEN, KEPT, BROKEN, CANCELLED = "open", "kept", "broken", "cancelled"
 
@@ -60,7 +60,7 @@ class Promise:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Promise:
         return cls(d["promise_id"], d["collector_id"], Decimal(d["amount"]),
-                   date.fromisoformat(d["due_on"]), date.fromisoformat(d["made_on"]), d["seq"],
+                   day(d["due_on"]), day(d["made_on"]), d["seq"],
                    d["status"], Decimal(d["paid"]), from_iso(d["resolved_on"]))
 
 

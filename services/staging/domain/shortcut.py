@@ -44,6 +44,7 @@ from services.staging.domain.assignment import AssignmentRequest
 from services.staging.domain.loan import OPEN_STATUS, Owner, StageChange
 from services.staging.domain.outbound import Emitted
 from services.staging.domain.policy import Policy
+from services.staging.domain.values import day, iso
 
 
 class DueLoan(NamedTuple):  # a tuple, not a frozen dataclass: built for every due loan
@@ -76,7 +77,7 @@ def due_loan(doc: Mapping[str, Any], arrears: Decimal, oldest_due_date: date | N
     quiet = doc["flags"] == _NO_FLAGS and (
         not promises or all(p["status"] != "open" for p in promises))
     return DueLoan(doc["loan_id"], doc["borrower_id"], doc["product"], doc["currency"],
-                   doc["status"], doc["stage"], arrears, date.fromisoformat(doc["business_date"]),
+                   doc["status"], doc["stage"], arrears, day(doc["business_date"]),
                    oldest_due_date, doc.get("policy_version"), owner["collector_id"],
                    owner["team"], doc.get("relationship_manager_id"), quiet)
 
@@ -140,11 +141,10 @@ def patch(doc: dict[str, Any], step: PlainStep, owner: Owner) -> dict[str, Any]:
     outcome: ageing's top-level values, the change appended to the history, the owner and,
     for a collector, its start appended to the owner history (see the module)."""
     doc.update(stage=step.change.to_stage, dpd=step.dpd,
-               business_date=step.business_date.isoformat(),
-               next_transition_date=(None if step.next_transition_date is None
-                                     else step.next_transition_date.isoformat()),
+               business_date=iso(step.business_date),
+               next_transition_date=iso(step.next_transition_date),
                owner={"collector_id": owner.collector_id, "team": owner.team})
     doc["history"].append(step.change.to_dict())
     if owner.collector_id is not None:
-        doc["owner_history"].append([step.business_date.isoformat(), owner.collector_id])
+        doc["owner_history"].append([iso(step.business_date), owner.collector_id])
     return doc

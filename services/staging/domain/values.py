@@ -53,9 +53,34 @@ def text(data: dict[str, Any], field: str) -> str:
     return value
 
 
+# Dates to and from ISO text, memoised: a loan document holds a dozen dates, read and
+# written on every change, and they are few distinct days (a date is immutable: sharing one
+# instance is safe). Bounded in case a process meets an unusual spread of dates.
+_ISO: dict[date, str] = {}
+_DAYS: dict[str, date] = {}
+_MEMO = 100_000
+
+
 def iso(value: date | None) -> str | None:
-    return None if value is None else value.isoformat()
+    if value is None:
+        return None
+    text = _ISO.get(value)
+    if text is None:
+        if len(_ISO) >= _MEMO:
+            _ISO.clear()
+        text = _ISO[value] = value.isoformat()
+    return text
+
+
+def day(text: str) -> date:
+    """A date from a stored document (``YYYY-MM-DD``)."""
+    value = _DAYS.get(text)
+    if value is None:
+        if len(_DAYS) >= _MEMO:
+            _DAYS.clear()
+        value = _DAYS[text] = date.fromisoformat(text)
+    return value
 
 
 def from_iso(value: str | None) -> date | None:
-    return None if value is None else date.fromisoformat(value)
+    return None if value is None else day(value)
