@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import gc
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -40,6 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from shared import inbox, outbox
 from shared.context import BatchContext, Rejected
 from shared.events import Event, EventError, parse_event, registry
+from shared.gc_tuning import tune_gc
 from shared.metrics import (
     BATCH_SECONDS,
     BATCH_SIZE,
@@ -141,22 +141,6 @@ class _Revocation(ConsumerRebalanceListener):
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         log.info("partitions assigned", extra={"partitions": sorted(str(tp) for tp in assigned)})
-
-
-def tune_gc() -> None:
-    """Make the cyclic garbage collector cheap for a process that consumes events in batches.
-
-    A batch allocates thousands of short-lived objects (records, events, models, SQL
-    parameters); with CPython's default threshold (700) the collector runs every few events
-    and keeps re-scanning everything imported at start-up. Measured on the runner benchmark it
-    took 15-20 % of the consumer's CPU. So: freeze what exists now (modules, settings, the
-    registry) out of future collections, and collect the young generation every 50,000
-    allocations instead of 700. Reference counting still frees almost everything at once; the
-    collector only finds reference cycles, which a batch does not build up in quantity.
-    Idempotent; process-wide.
-    """
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 100)
 
 
 class ConsumerRunner:

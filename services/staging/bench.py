@@ -45,8 +45,9 @@ from services.staging.domain import handlers
 from services.staging.domain.policy import DEFAULT_POLICY
 from services.staging.eod import EndOfDay
 from shared.bench import _produce
-from shared.consumer import ConsumerRunner, RunnerConfig, tune_gc
+from shared.consumer import ConsumerRunner, RunnerConfig
 from shared.db import make_engine
+from shared.gc_tuning import tune_gc
 from shared.kafka import ensure_topics
 from shared.migrations import migrate
 from shared.settings import ServiceSettings
