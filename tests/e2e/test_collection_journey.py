@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -98,7 +99,8 @@ def test_a_loan_walks_the_stages_is_cured_and_credited(stack: Stack):
     # incentives credited the recovery to the collector who owned the case on the value date
     def scorecard() -> dict | None:
         r = stack.get("incentives", f"/v1/scorecards/{collectors['legal']}", period="2026-04")
-        return r.json() if r.status_code == 200 and r.json()["recovered"] != "0" else None
+        ok = r.status_code == 200 and Decimal(r.json()["recovered"]) != 0  # "0.00" too
+        return r.json() if ok else None
 
     card = stack.wait_for(scorecard)
     assert card["recovered"] in ("1000.00", "1000")
