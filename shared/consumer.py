@@ -3,7 +3,9 @@
 A service supplies a :class:`ConsumerSpec` (its handler table and optional batch hooks); the
 runner does the rest:
 
-1. ``getmany`` a batch; parse every message into a CloudEvent (:func:`shared.events.parse_event`).
+1. ``getmany`` a batch; parse every message into a CloudEvent (:func:`shared.events.parse_event`);
+   of a type the service does not handle, only the envelope is checked. A batch with nothing
+   to apply or dead-letter opens no transaction.
 2. Open one transaction. Claim the batch's ``(source, id)`` pairs in the inbox: duplicates and
    already-applied events drop out. Run each remaining event's handler in order.
 3. A poison message (bad JSON, not a CloudEvent, unknown type, schema error, a handler's
@@ -38,7 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared import inbox, outbox
 from shared.context import BatchContext, Rejected
-from shared.events import Event, EventError, parse_event, registry
+from shared.events import Event, EventError, check_envelope, parse_event, registry
 from shared.gc_tuning import tune_gc
 from shared.metrics import (
     BATCH_SECONDS,
@@ -64,7 +66,10 @@ class ConsumerSpec:
     """What a service consumes and how it handles each event type.
 
     ``topics`` are unprefixed names. Types in the registry but not in ``handlers`` are skipped
-    (a service reads only what concerns it); types unknown to the registry are poison.
+    (a service reads only what concerns it); types unknown to the registry are poison. A skipped
+    type's envelope is still checked (what is not JSON or not a CloudEvent is poison for every
+    consumer of the topic), but not its data: a ``schema_error`` is dead-lettered by the
+    consumers that handle the type, and the others pass over the message without parsing it.
     """
 
     name: str
@@ -151,6 +156,9 @@ class ConsumerRunner:
         self.engine = engine
         self.config = config
         self._consumer: AIOKafkaConsumer | None = None
+        # known types this consumer does not handle: envelope checked, data left alone
+        self._skipped = frozenset(t for t in registry.DEFAULT.type_names()
+                                  if t not in spec.handlers)
         self._lock = asyncio.Lock()
         self._stopping = asyncio.Event()
         self.applied = 0
@@ -248,8 +256,18 @@ class ConsumerRunner:
                     await self._apply_with_retry([item])
 
     def _parse(self, record: ConsumerRecord) -> _Item:
+        """An item with its event, or its poison reason, or neither (a type not handled here)."""
+        value = record.value if record.value is not None else b""
         try:
-            event = parse_event(record.value if record.value is not None else b"")
+            obj = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            obj = None  # parse_event says why
+        try:
+            if type(obj) is dict and obj.get("type") in self._skipped:
+                _, source, event_id = check_envelope(obj)
+                return _Item(record, inbox.InboxKey(source, event_id, record.topic,
+                                                    record.partition, record.offset))
+            event = parse_event(obj if type(obj) is dict else value)
         except EventError as exc:
             detail = orjson.dumps(exc.errors).decode() if exc.errors else str(exc)
             return _Item(record, synthetic_key(record), reason=exc.reason, detail=detail)
@@ -281,6 +299,8 @@ class ConsumerRunner:
 
     async def _apply_once(self, items: list[_Item]) -> None:
         spec, cfg = self.spec, self.config
+        if all(i.event is None and i.reason is None for i in items):
+            return  # only types this consumer skips: no transaction, only the offsets move
         async with self.engine.begin() as conn:
             ctx = BatchContext(conn, cfg.topics, cfg.source)
             wanted: list[_Item] = []
@@ -288,13 +308,13 @@ class ConsumerRunner:
             duplicates = 0
             for item in items:
                 pair = (item.key.source, item.key.id)
-                if item.reason is not None or item.event is None:
+                if item.reason is not None:
                     # a later copy of a dead-lettered event is a duplicate: the event stays
                     # dead until it is replayed, whichever copy came first
                     seen.add(pair)
                     continue
-                if item.event.type not in spec.handlers:
-                    continue
+                if item.event is None:
+                    continue  # a type this consumer skips
                 if pair in seen:
                     duplicates += 1
                     continue

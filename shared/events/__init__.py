@@ -8,7 +8,14 @@ producer.send(topic, key=out.key, value=out.to_json())
 """
 
 from shared.events import registry
-from shared.events.codec import EventError, FieldError, Reason, new_event, parse_event
+from shared.events.codec import (
+    EventError,
+    FieldError,
+    Reason,
+    check_envelope,
+    new_event,
+    parse_event,
+)
 from shared.events.envelope import DATAVERSION, Envelope, Event
 from shared.events.registry import EventSpec, Registry, UnknownEventType
 from shared.events.samples import SAMPLES, sample_cloudevent
@@ -24,6 +31,7 @@ __all__ = [
     "Reason",
     "Registry",
     "UnknownEventType",
+    "check_envelope",
     "new_event",
     "parse_event",
     "registry",

@@ -19,7 +19,15 @@ from shared.events.envelope import DATAVERSION, Envelope, Event, ExtensionValue
 from shared.events.fields import parse_timestamp
 from shared.events.registry import DEFAULT, EventSpec, Registry, UnknownEventType
 
-__all__ = ["EventError", "FieldError", "Reason", "new_event", "new_event_id", "parse_event"]
+__all__ = [
+    "EventError",
+    "FieldError",
+    "Reason",
+    "check_envelope",
+    "new_event",
+    "new_event_id",
+    "parse_event",
+]
 
 Reason = Literal["invalid_json", "not_cloudevent", "unknown_type", "schema_error"]
 FieldError = dict[str, str]  # {"field": "data.amount", "message": "..."}
@@ -101,11 +109,7 @@ def _validate_data(spec: EventSpec, data: Any, event_id: str | None) -> BaseMode
         raise EventError("schema_error", errors, event_type=spec.type, event_id=event_id) from None
 
 
-def parse_event(raw: bytes | str | dict[str, Any], *, registry: Registry = DEFAULT) -> Event[Any]:
-    """Turn a structured-mode CloudEvent (JSON bytes/str, or an already decoded dict) into an Event.
-
-    Data of an older version is upcast to the latest before validation. Raises EventError.
-    """
+def _decoded(raw: bytes | str | dict[str, Any]) -> dict[str, Any]:
     if isinstance(raw, dict):
         obj: Any = raw
     else:
@@ -115,11 +119,12 @@ def parse_event(raw: bytes | str | dict[str, Any], *, registry: Registry = DEFAU
             raise EventError("invalid_json", _one("", str(exc))) from None
     if not isinstance(obj, dict):
         raise EventError("not_cloudevent", _one("", "a CloudEvent must be a JSON object"))
-    fast = _fast_parse(obj, registry)
-    if fast is not None:
-        return fast
+    return obj  # type: ignore[no-any-return]
+
+
+def _envelope(obj: dict[str, Any]) -> Envelope:
     try:
-        env = Envelope.model_validate(obj)
+        return Envelope.model_validate(obj)
     except ValidationError as exc:
         event_type, event_id = obj.get("type"), obj.get("id")
         raise EventError(
@@ -129,13 +134,33 @@ def parse_event(raw: bytes | str | dict[str, Any], *, registry: Registry = DEFAU
             event_id=event_id if isinstance(event_id, str) else None,
         ) from None
 
-    extras = env.__pydantic_extra__
+
+def _version(env: Envelope) -> int:
     try:
-        version = _version_of(extras)
+        return _version_of(env.__pydantic_extra__)
     except ValueError as exc:
         raise EventError(
             "not_cloudevent", _one(DATAVERSION, str(exc)), event_type=env.type, event_id=env.id
         ) from None
+
+
+def parse_event(raw: bytes | str | dict[str, Any], *, registry: Registry = DEFAULT) -> Event[Any]:
+    """Turn a structured-mode CloudEvent (JSON bytes/str, or an already decoded dict) into an Event.
+
+    Data of an older version is upcast to the latest before validation. Raises EventError.
+    """
+    obj = _decoded(raw)
+    fast = _fast_attributes(obj, registry)
+    if fast is not None:
+        spec, when = fast
+        event_id, subject = obj["id"], obj["subject"]
+        model = _validate_data(spec, obj["data"], event_id)
+        _check_subject(spec, subject, model, event_id)
+        return Event(type=obj["type"], source=obj["source"], id=event_id, time=when,
+                     subject=subject, data=model, version=spec.version,
+                     datacontenttype=obj.get("datacontenttype"))
+    env = _envelope(obj)
+    version = _version(env)
     try:
         spec, data = registry.upcast(env.type, version, env.data)
     except UnknownEventType as exc:
@@ -153,6 +178,7 @@ def parse_event(raw: bytes | str | dict[str, Any], *, registry: Registry = DEFAU
     model = _validate_data(spec, data, env.id)
     _check_subject(spec, env.subject, model, env.id)
 
+    extras = env.__pydantic_extra__
     extensions: dict[str, ExtensionValue] = {}
     if extras:
         extensions = {k: v for k, v in extras.items() if k != DATAVERSION}
@@ -170,22 +196,47 @@ def parse_event(raw: bytes | str | dict[str, Any], *, registry: Registry = DEFAU
     )
 
 
-def _fast_parse(obj: dict[str, Any], registry: Registry) -> Event[Any] | None:
+def check_envelope(raw: bytes | str | dict[str, Any], *,
+                   registry: Registry = DEFAULT) -> tuple[str, str, str]:
+    """Check a message's JSON, CloudEvent attributes and type, but not its data.
+
+    Returns ``(type, source, id)``. For a consumer skipping a type it does not handle: it still
+    dead-letters what is not a CloudEvent or of an unknown type, while the data of a type is
+    judged (and a ``schema_error`` dead-lettered) by the consumers that use it. Raises
+    EventError with the same reasons and fields as :func:`parse_event`.
+    """
+    obj = _decoded(raw)
+    if _fast_attributes(obj, registry) is not None:
+        return obj["type"], obj["source"], obj["id"]
+    env = _envelope(obj)
+    version = _version(env)
+    try:
+        registry.get(env.type)
+        registry.get(env.type, version)
+    except UnknownEventType as exc:
+        raise EventError(
+            "unknown_type", _one("type", str(exc)), event_type=env.type, event_id=env.id
+        ) from None
+    return env.type, env.source, env.id
+
+
+def _fast_attributes(obj: dict[str, Any], registry: Registry) -> tuple[EventSpec, datetime] | None:
     """The common shape (the seven core attributes, maybe ``datacontenttype``), checked by hand.
 
-    Returns None for anything else — extensions, ``dataschema``, a missing or odd attribute, an
-    unknown type — and the full pydantic envelope validation then runs and names the field.
-    Data is always validated by its model.
+    Returns the type's spec and the parsed time, or None for anything else — extensions,
+    ``dataschema``, a missing or odd attribute, an unknown type, data of another version — and
+    the full pydantic envelope validation then runs and names the field. Data is not looked at
+    beyond being an object: the caller validates it with its model.
     """
     size = len(obj)
     if size != 7 and not (size == 8 and obj.get("datacontenttype") == "application/json"):
         return None
     get = obj.get
     event_id, source, type_, subject = get("id"), get("source"), get("type"), get("subject")
-    when_s, data = get("time"), get("data")
+    when_s = get("time")
     if (get("specversion") != "1.0" or type(event_id) is not str or type(source) is not str
             or type(type_) is not str or type(subject) is not str or type(when_s) is not str
-            or type(data) is not dict):
+            or type(get("data")) is not dict):
         return None
     # isprintable() is False for every control character (and for some harmless ones, which
     # then take the full validation): one C call instead of a regex per attribute
@@ -200,10 +251,7 @@ def _fast_parse(obj: dict[str, Any], registry: Registry) -> Event[Any] | None:
         return None
     if spec.version != 1:  # unversioned data is version 1 and needs its upcasters
         return None
-    model = _validate_data(spec, data, event_id)
-    _check_subject(spec, subject, model, event_id)
-    return Event(type=type_, source=source, id=event_id, time=when, subject=subject,
-                 data=model, version=spec.version, datacontenttype=obj.get("datacontenttype"))
+    return spec, when
 
 
 def _fast_attributes_ok(event_id: str, source: str, subject: str, when: datetime) -> bool:

@@ -237,10 +237,12 @@ def _poison(b: _Builder, rounds: int) -> list[Poison]:
         for kind, event, consumers in (
                 ("unknown_type", b.event("loan.teleported", loan, {"loan_id": loan}, day),
                  LOAN_EVENT_CONSUMERS),
+                # bad data is judged by the consumers of its type: only staging reads
+                # repayment.received (the others check its envelope and pass over it)
                 ("schema_error", b.event("repayment.received", loan, {
                     "loan_id": loan, "payment_id": "P1", "amount": "-5.00",
                     "currency": "CNY", "value_date": day.isoformat(), "channel": "card"}, day),
-                 LOAN_EVENT_CONSUMERS),
+                 ("staging",)),
                 ("unknown_loan", b.event("repayment.received", loan, {
                     "loan_id": loan, "payment_id": "P1", "amount": "5.00",
                     "currency": "CNY", "value_date": day.isoformat(), "channel": "card"}, day),

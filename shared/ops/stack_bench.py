@@ -20,6 +20,8 @@ peak resident memory (VmHWM) of each service process is read from /proc, using t
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import time
 import uuid
 from collections import Counter
@@ -50,6 +52,7 @@ class StackBenchResult:
     first_status: Counter[str] = field(default_factory=Counter)
     to_decision_ms: list[float] = field(default_factory=list)
     to_topic_ms: list[float] = field(default_factory=list)
+    cpu_during_load: dict[str, float] = field(default_factory=dict)
 
     def percentile(self, p: float) -> float:
         return percentile(self.latencies_ms, p)
@@ -128,6 +131,39 @@ async def wait_until_consumed(bootstrap: str, topic: str, groups: Sequence[str],
         await admin.close()
 
 
+def cpu_seconds(run_dir: Path) -> dict[str, float]:
+    """CPU time (user + system) used so far by each process on the machine, by role.
+
+    The services by their pid files in ``run_dir``, then the Kafka broker, PostgreSQL (all its
+    backends together), this benchmark, and everything else. The difference of two snapshots
+    says where the machine's two cores went during the load.
+    """
+    tick = os.sysconf("SC_CLK_TCK")
+    roles: dict[int, str] = {}
+    for pid_file in run_dir.glob("*.pid"):
+        with contextlib.suppress(OSError, ValueError):
+            roles[int(pid_file.read_text().strip())] = pid_file.stem
+    roles[os.getpid()] = "bench"
+    used: dict[str, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        comm, rest = stat[stat.index("(") + 1:stat.rindex(")")], stat[stat.rindex(")") + 2:]
+        fields = rest.split()
+        seconds = (int(fields[11]) + int(fields[12])) / tick
+        role = roles.get(int(entry.name))
+        if role is None:
+            role = ("kafka" if b"kafka.Kafka" in cmdline else
+                    "postgres" if comm.startswith("postgres") else "other")
+        used[role] = used.get(role, 0.0) + seconds
+    return used
+
+
 def peak_rss_mb(run_dir: Path) -> dict[str, float]:
     """VmHWM (peak resident set) of each service whose pid file is in ``run_dir``."""
     peaks: dict[str, float] = {}
@@ -182,6 +218,7 @@ async def run(*, ingest_url: str, api_key: str, bootstrap: str, contacts_topic: 
             settled = await wait_until_consumed(
                 bootstrap, f"{prefix}loan-events",
                 [f"{prefix}qingshou-{name}" for name in SERVICES_ON_LOAN_EVENTS])
+            cpu_before = cpu_seconds(run_dir)
             started = time.monotonic()
             pending = []
 
@@ -206,6 +243,7 @@ async def run(*, ingest_url: str, api_key: str, bootstrap: str, contacts_topic: 
             if time.monotonic() > deadline:
                 break
             await asyncio.sleep(0.2)
+        cpu_after = cpu_seconds(run_dir)
     finally:
         stop.set()
         await watcher
@@ -216,7 +254,8 @@ async def run(*, ingest_url: str, api_key: str, bootstrap: str, contacts_topic: 
         sent=len(accepted), decided=len(latencies), seconds=elapsed, latencies_ms=latencies,
         peak_rss_mb=peak_rss_mb(run_dir), settle_seconds=settled, first_status=first_status,
         to_decision_ms=[(decided_at[k] - accepted[k]) * 1000 for k in seen],
-        to_topic_ms=[(first_decision[k] - decided_at[k]) * 1000 for k in seen])
+        to_topic_ms=[(first_decision[k] - decided_at[k]) * 1000 for k in seen],
+        cpu_during_load={role: cpu_after[role] - cpu_before.get(role, 0.0) for role in cpu_after})
 
 
 def report(result: StackBenchResult, rate: int) -> str:
@@ -237,4 +276,9 @@ def report(result: StackBenchResult, rate: int) -> str:
                                           for c in columns) + " |")
     lines += ["", "| service | peak RSS (MB) |", "|---|---:|"]
     lines += [f"| {name} | {mb:,.0f} |" for name, mb in result.peak_rss_mb.items()]
+    if result.cpu_during_load and result.sent:
+        lines += ["", "CPU used from the first post until the last decision, by process:", "",
+                  "| process | CPU s | ms per event |", "|---|---:|---:|"]
+        for role, used in sorted(result.cpu_during_load.items(), key=lambda kv: -kv[1]):
+            lines.append(f"| {role} | {used:,.1f} | {used * 1000 / result.sent:,.2f} |")
     return "\n".join(lines)

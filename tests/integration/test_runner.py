@@ -6,11 +6,12 @@ import asyncio
 from decimal import Decimal
 
 import pytest
+from aiokafka import TopicPartition
 from sqlalchemy import text
 
 from shared.consumer import ConsumerRunner, RunnerConfig
 from shared.context import BatchContext, Rejected
-from shared.events import Event
+from shared.events import Event, sample_cloudevent
 from shared.probe import create_probe_schema, probe_spec
 from shared.relay import OutboxRelay
 from tests.conftest import KAFKA
@@ -252,3 +253,42 @@ async def test_copies_of_a_rejected_event_are_dead_lettered_once_and_replayable(
     await relay.stop()
     await asyncio.gather(*tasks)
     assert (await probe_rows(engine))["L7"] == (Decimal("3.00"), 1)
+
+
+async def test_types_not_handled_are_envelope_checked_only(engine, schema, topics, producer,
+                                                           uid):
+    """A type the consumer skips: a broken envelope is poison for it, bad data is not (the
+    consumers of that type judge the data); a batch of only skipped types opens no
+    transaction, claims no inbox row, and still moves the committed offset."""
+    await create_probe_schema(engine, schema)
+    topic = topics.loan_events
+    missed = sample_cloudevent("payment.missed")  # the probe handles repayment.received only
+    bad_data = {**missed, "id": f"bad-data-{uid}",
+                "data": {**missed["data"], "amount_due": 12.5}}
+    bad_envelope = {**missed, "id": f"bad-envelope-{uid}", "time": "2024-06-14T18:05:00"}
+    loan = missed["subject"].encode()
+    for m in (missed, bad_data, bad_envelope):
+        meta = await producer.send_and_wait(topic, encode(m), key=loan)
+    tp, end = TopicPartition(topic, meta.partition), meta.offset + 1
+
+    runner = runner_for(probe_spec(), engine, topics, schema, uid)
+    relay = OutboxRelay(engine, producer, schema, poll_interval=0.1)
+    tasks = [asyncio.create_task(runner.run()), asyncio.create_task(relay.run())]
+    dead = await read_topic(topics.dlq("loan-events"), expect=1, timeout=30, settle=2.0)
+
+    async def committed_to_the_end() -> bool:
+        return await runner.consumer.committed(tp) == end
+
+    await eventually(committed_to_the_end)
+    await runner.stop()
+    await relay.stop()
+    await asyncio.gather(*tasks)
+
+    assert [dict(r.headers)["qs-reason"] for r in dead] == [b"not_cloudevent"]
+    assert dict(dead[0].headers)["qs-detail"].startswith(b'[{"field":"time"')
+    async with engine.connect() as conn:
+        inbox_rows = (await conn.execute(
+            text("SELECT id, status FROM inbox ORDER BY id"))).all()
+    # the dead letter's synthetic key is the only row: nothing skipped was claimed
+    assert [r.status for r in inbox_rows] == ["dead"]
+    assert runner.applied == 0 and runner.dead_lettered == 1

@@ -3,7 +3,14 @@
 import orjson
 import pytest
 
-from shared.events import SAMPLES, EventError, new_event, parse_event, sample_cloudevent
+from shared.events import (
+    SAMPLES,
+    EventError,
+    check_envelope,
+    new_event,
+    parse_event,
+    sample_cloudevent,
+)
 from shared.events import types as t
 
 
@@ -13,7 +20,21 @@ def _fails(envelope_or_raw) -> EventError:
         raw = orjson.dumps(raw)
     with pytest.raises(EventError) as info:
         parse_event(raw)
+    _envelope_check_agrees(raw, info.value)
     return info.value
+
+
+def _envelope_check_agrees(raw, error: EventError) -> None:
+    """``check_envelope`` (what a consumer runs on a type it skips) refuses every message that
+    ``parse_event`` refuses for its JSON, attributes or type, with the same reason and fields,
+    and passes what only its data (or the subject's match with the data) gets wrong."""
+    if error.reason == "schema_error":
+        obj = orjson.loads(raw)
+        assert check_envelope(raw) == (obj["type"], obj["source"], obj["id"])
+        return
+    with pytest.raises(EventError) as info:
+        check_envelope(raw)
+    assert (info.value.reason, info.value.errors) == (error.reason, error.errors)
 
 
 def _with_data(event_type: str, **changes) -> dict:
@@ -271,3 +292,12 @@ def test_new_event_refuses_naive_time():
         new_event(t.LOAN_CLOSED, source="s", data=SAMPLES[t.LOAN_CLOSED], time=datetime(2024, 1, 1))
     assert info.value.reason == "not_cloudevent"
     assert _fields(info.value) == ["time"]
+
+
+@pytest.mark.parametrize("event_type", sorted(SAMPLES))
+def test_check_envelope_passes_every_valid_sample(event_type):
+    envelope = sample_cloudevent(event_type)
+    expected = (event_type, envelope["source"], envelope["id"])
+    assert check_envelope(orjson.dumps(envelope)) == expected
+    envelope["data"] = {"anything": "at all"}  # the data is not its business
+    assert check_envelope(envelope) == expected
