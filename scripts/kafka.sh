@@ -15,6 +15,13 @@
 #   QS_KAFKA_READY_TIMEOUT    seconds to wait for readiness on start (default 60)
 #   QS_KAFKA_HEAP_OPTS        JVM heap (default "-Xmx1g -Xms1g": the test suite and the chaos
 #                             run create thousands of partitions; 512 MB ran out of heap)
+#   QS_KAFKA_JIT_OPTS         JIT compilers (default "-XX:TieredStopAtLevel=1": the quick C1
+#                             compiler only. On this 2-core machine C2 spent 0.7-1 core for
+#                             minutes after every start compiling the broker's hot paths, CPU
+#                             the services and tests need; a local broker is mostly idle and
+#                             C1 code serves it with less CPU in all (stack bench at 1,000
+#                             events/s: broker 0.20 ms of CPU per event, 0.24-0.52 with C2).
+#                             Set it to "" for the default tiered JIT on a bigger machine)
 #   QS_PYTHON                 python with aiokafka (default <repo>/.venv/bin/python)
 #   QS_MVN_OPTS               extra maven arguments for fetch (e.g. -Dmaven.repo.local=...)
 #
@@ -27,6 +34,7 @@ KAFKA_PORT="${QS_KAFKA_PORT:-9092}"
 CONTROLLER_PORT="${QS_KAFKA_CONTROLLER_PORT:-9093}"
 READY_TIMEOUT="${QS_KAFKA_READY_TIMEOUT:-60}"
 HEAP_OPTS="${QS_KAFKA_HEAP_OPTS:--Xmx1g -Xms1g}"
+JIT_OPTS="${QS_KAFKA_JIT_OPTS--XX:TieredStopAtLevel=1}"
 PYTHON="${QS_PYTHON:-$REPO/.venv/bin/python}"
 
 INFRA="$REPO/infra/kafka"
@@ -190,7 +198,7 @@ do_start() {
     local t0=$SECONDS
     local gc_log="-Xlog:gc*:file=$LOGS/kafkaServer-gc.log:time,tags:filecount=5,filesize=20M"
     # shellcheck disable=SC2086
-    setsid nohup java $HEAP_OPTS -server -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
+    setsid nohup java $HEAP_OPTS $JIT_OPTS -server -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
         -XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent \
         -Djava.awt.headless=true "$gc_log" \
         -Dkafka.logs.dir="$LOGS" -Dlog4j2.configurationFile="$INFRA/log4j2.yaml" \
