@@ -56,7 +56,20 @@ stop_one() {  # stop_one <name>
   rm -f "$RUN/$name.pid"
 }
 
-case "${1:-status}" in
+# start|stop|restart [name...]: the named services only (default: all of them, in order)
+cmd="${1:-status}"; shift || true
+if [ $# -gt 0 ] && [ "$cmd" != kill9 ]; then
+  picked=""
+  for want in "$@"; do
+    found=""
+    for s in $SERVICES; do [ "${s%%:*}" = "$want" ] && found=$s; done
+    [ -n "$found" ] || { echo "unknown service: $want (known: $(for s in $SERVICES; do printf '%s ' "${s%%:*}"; done))" >&2; exit 2; }
+    picked="$picked $found"
+  done
+  SERVICES="${picked# }"
+fi
+
+case "$cmd" in
   start)
     for s in $SERVICES; do start_one "${s%%:*}" "${s##*:}"; done
     for s in $SERVICES; do wait_ready "${s%%:*}" "${s##*:}" "${QS_READY_TIMEOUT:-90}"; done
@@ -65,9 +78,11 @@ case "${1:-status}" in
   stop)
     for s in $SERVICES; do stop_one "${s%%:*}"; done ;;
   restart)
-    "$0" stop; "$0" start ;;
+    for s in $SERVICES; do stop_one "${s%%:*}"; done
+    for s in $SERVICES; do start_one "${s%%:*}" "${s##*:}"; done
+    for s in $SERVICES; do wait_ready "${s%%:*}" "${s##*:}" "${QS_READY_TIMEOUT:-90}"; done ;;
   kill9)  # kill9 <name>: SIGKILL one service (crash tests)
-    alive "$2" && kill -KILL "$(cat "$RUN/$2.pid")"; rm -f "$RUN/$2.pid" ;;
+    alive "$1" && kill -KILL "$(cat "$RUN/$1.pid")"; rm -f "$RUN/$1.pid" ;;
   status)
     rc=0
     for s in $SERVICES; do
@@ -76,5 +91,5 @@ case "${1:-status}" in
       printf '  %-11s %-8s http://127.0.0.1:%s\n' "$name" "$state" "$port"
     done
     exit $rc ;;
-  *) echo "usage: $0 start|stop|restart|status|kill9 <name>" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|restart [name...] | status [name...] | kill9 <name>" >&2; exit 2 ;;
 esac
