@@ -1,7 +1,9 @@
 """SQL of the notifier: state read for decisions, the contact log, the two queues.
 
-Reads and writes take whole arrays (unnest), so a consumed batch or a scheduler tick costs a
-handful of round trips whatever its size.
+Reads take whole arrays of ids; multi-row writes take one JSON array of rows expanded in SQL
+(``json_to_recordset``), which orjson writes in one call, where a typed array per column cost
+the driver an encoding step per element. A consumed batch or a scheduler tick costs a handful
+of round trips whatever its size.
 """
 
 from __future__ import annotations
@@ -70,8 +72,10 @@ CONTACTS_LOGGED = MetricCounter(
     ["channel", "status"])
 
 
-def request_to_json(req: ContactRequest) -> str:
-    return orjson.dumps({
+def request_doc(req: ContactRequest) -> dict[str, Any]:
+    """A request as the queues store it (JSON-ready but for odd variables, which orjson's
+    ``default=str`` writes)."""
+    return {
         "contact_id": req.contact_id, "loan_id": req.loan_id, "borrower_id": req.borrower_id,
         "channel": req.channel, "template": req.template, "trigger": req.trigger,
         "stage": req.stage, "created_at": req.created_at.isoformat(),
@@ -79,7 +83,11 @@ def request_to_json(req: ContactRequest) -> str:
         "loan_closed": req.loan_closed,
         "valid_until": req.valid_until.isoformat() if req.valid_until else None,
         "variables": dict(req.variables),
-    }, default=str).decode()
+    }
+
+
+def request_to_json(req: ContactRequest) -> str:
+    return orjson.dumps(request_doc(req), default=str).decode()
 
 
 def request_from_json(doc: dict[str, Any]) -> ContactRequest:
@@ -108,10 +116,6 @@ _ARREARS_PLACES = Decimal("0.0001")
 
 def as_stored_arrears(amount: Decimal) -> Decimal:
     return amount.quantize(_ARREARS_PLACES, rounding=ROUND_HALF_UP)
-
-
-def _json(value: Any) -> str:
-    return orjson.dumps(value).decode()
 
 
 def loan_from_row(row: Any) -> LoanState:
@@ -161,33 +165,26 @@ async def load_loans(conn: AsyncConnection, loan_ids: Iterable[str], *,
 
 _SAVE_LOANS = text("""
 UPDATE loans SET borrower_id = u.borrower_id, stage = u.stage, closed = u.closed,
-    flags = ARRAY(SELECT f FROM jsonb_array_elements_text(CAST(u.flags AS jsonb))
-                  WITH ORDINALITY AS x(f, n) ORDER BY n),
-    owner_id = u.owner_id, stage_entered_on = CAST(u.entered AS date),
-    dpd = u.dpd, arrears = CAST(u.arrears AS numeric), currency = u.currency,
-    updated_at = now()
-FROM unnest(CAST(:loan AS text[]), CAST(:borrower AS text[]), CAST(:stage AS text[]),
-            CAST(:closed AS boolean[]), CAST(:flags AS text[]), CAST(:owner AS text[]),
-            CAST(:entered AS text[]), CAST(:dpd AS int[]), CAST(:arrears AS text[]),
-            CAST(:currency AS text[]))
-     AS u(loan_id, borrower_id, stage, closed, flags, owner_id, entered, dpd, arrears, currency)
+    flags = u.flags, owner_id = u.owner_id, stage_entered_on = u.entered, dpd = u.dpd,
+    arrears = u.arrears, currency = u.currency, updated_at = now()
+FROM json_to_recordset(CAST(:rows AS json))
+     AS u(loan_id text, borrower_id text, stage text, closed boolean, flags text[],
+          owner_id text, entered date, dpd int, arrears numeric, currency text)
 WHERE loans.loan_id = u.loan_id
 """)
 
 
 async def save_loans(conn: AsyncConnection, loans: Sequence[LoanState]) -> None:
-    """Write back loans whose rows exist and are locked by this transaction (one statement)."""
+    """Write back loans whose rows exist and are locked by this transaction (one statement;
+    one JSON parameter, flags as JSON arrays in stored order, arrears as exact strings)."""
     if not loans:
         return
     loans = sorted(loans, key=lambda s: s.loan_id)
-    await conn.execute(_SAVE_LOANS, {
-        "loan": [s.loan_id for s in loans], "borrower": [s.borrower_id for s in loans],
-        "stage": [s.stage for s in loans], "closed": [s.closed for s in loans],
-        "flags": [_json(list(s.flags)) for s in loans], "owner": [s.owner_id for s in loans],
-        "entered": [s.stage_entered_on.isoformat() if s.stage_entered_on else None
-                    for s in loans],
-        "dpd": [s.dpd for s in loans], "arrears": [str(s.arrears) for s in loans],
-        "currency": [s.currency for s in loans]})
+    await conn.execute(_SAVE_LOANS, {"rows": orjson.dumps([
+        {"loan_id": s.loan_id, "borrower_id": s.borrower_id, "stage": s.stage,
+         "closed": s.closed, "flags": s.flags, "owner_id": s.owner_id,
+         "entered": s.stage_entered_on, "dpd": s.dpd, "arrears": str(s.arrears),
+         "currency": s.currency} for s in loans]).decode()})
 
 
 async def delete_loans(conn: AsyncConnection, loan_ids: Iterable[str]) -> None:
@@ -214,14 +211,10 @@ async def load_borrowers(conn: AsyncConnection,
 _SAVE_BORROWERS = text("""
 INSERT INTO borrowers (borrower_id, name, phone, email, timezone, language,
                        opted_out_channels, vulnerable)
-SELECT u.id, u.name, u.phone, u.email, u.tz, u.lang,
-       ARRAY(SELECT c FROM jsonb_array_elements_text(CAST(u.opt AS jsonb))
-             WITH ORDINALITY AS x(c, n) ORDER BY n),
-       u.vul
-FROM unnest(CAST(:id AS text[]), CAST(:name AS text[]), CAST(:phone AS text[]),
-            CAST(:email AS text[]), CAST(:tz AS text[]), CAST(:lang AS text[]),
-            CAST(:opt AS text[]), CAST(:vul AS boolean[]))
-     AS u(id, name, phone, email, tz, lang, opt, vul)
+SELECT u.id, u.name, u.phone, u.email, u.tz, u.lang, u.opt, u.vul
+FROM json_to_recordset(CAST(:rows AS json))
+     AS u(id text, name text, phone text, email text, tz text, lang text, opt text[],
+          vul boolean)
 ORDER BY u.id
 ON CONFLICT (borrower_id) DO UPDATE SET name = EXCLUDED.name,
     phone = EXCLUDED.phone, email = EXCLUDED.email, timezone = EXCLUDED.timezone,
@@ -234,12 +227,10 @@ async def save_borrowers(conn: AsyncConnection, borrowers: Sequence[BorrowerRow]
     """Upsert full borrower snapshots (one per id; the caller keeps the latest)."""
     if not borrowers:
         return
-    await conn.execute(_SAVE_BORROWERS, {
-        "id": [b.borrower_id for b in borrowers], "name": [b.name for b in borrowers],
-        "phone": [b.phone for b in borrowers], "email": [b.email for b in borrowers],
-        "tz": [b.timezone for b in borrowers], "lang": [b.language for b in borrowers],
-        "opt": [_json(list(b.opted_out_channels)) for b in borrowers],
-        "vul": [b.vulnerable for b in borrowers]})
+    await conn.execute(_SAVE_BORROWERS, {"rows": orjson.dumps([
+        {"id": b.borrower_id, "name": b.name, "phone": b.phone, "email": b.email,
+         "tz": b.timezone, "lang": b.language, "opt": b.opted_out_channels,
+         "vul": b.vulnerable} for b in borrowers]).decode()})
 
 
 def history_span(policy: ContactPolicy) -> timedelta:
@@ -288,31 +279,40 @@ async def logged_contact_ids(conn: AsyncConnection, contact_ids: Iterable[str]) 
 _LOG = text("""
 INSERT INTO contacts (contact_id, loan_id, borrower_id, channel, template, stage, trigger,
                       status, reason, scheduled_for, decided_at, attempt)
-SELECT c, l, b, ch, t, s, tr, st, r, sf, d, CAST(a AS jsonb)
-FROM unnest(CAST(:contact_id AS text[]), CAST(:loan_id AS text[]), CAST(:borrower_id AS text[]),
-            CAST(:channel AS text[]), CAST(:template AS text[]), CAST(:stage AS text[]),
-            CAST(:trigger AS text[]), CAST(:status AS text[]), CAST(:reason AS text[]),
-            CAST(:scheduled_for AS timestamptz[]), CAST(:decided_at AS timestamptz[]),
-            CAST(:attempt AS text[]))
+SELECT c, l, b, ch, t, s, tr, st, r, sf, d, a
+FROM ROWS FROM (json_to_recordset(CAST(:rows AS json)) AS (
+         contact_id text, loan_id text, borrower_id text, channel text, template text,
+         stage text, trigger text, status text, reason text, scheduled_for timestamptz,
+         decided_at timestamptz, attempt jsonb))
      WITH ORDINALITY AS u(c, l, b, ch, t, s, tr, st, r, sf, d, a, n)
 ORDER BY n
 """)
 
-_LOG_FIELDS = ("contact_id", "loan_id", "borrower_id", "channel", "template", "stage",
-               "trigger", "status", "reason", "scheduled_for", "decided_at")
-
 
 async def append_log(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
     """Append decisions to the contact log in order, with one statement (never updated, never
-    deleted but by retention)."""
+    deleted but by retention).
+
+    The rows (:func:`services.notifier.contacts.log_row` dicts) travel as one JSON array of
+    objects expanded by ``json_to_recordset``: one parameter orjson writes in a single call,
+    instead of a typed array per column that the driver encodes element by element. A JSON
+    null is SQL NULL there, so an absent ``attempt`` or ``scheduled_for`` stays NULL.
+    """
     if not rows:
         return
     # one labels() look-up per channel and status, not per row (it costs more than the row)
     for (channel, status), n in Counter((r["channel"], r["status"]) for r in rows).items():
         CONTACTS_LOGGED.labels(channel, status).inc(n)
-    params: dict[str, list[Any]] = {f: [r[f] for r in rows] for f in _LOG_FIELDS}
-    params["attempt"] = [_json(r["attempt"]) if r.get("attempt") else None for r in rows]
-    await conn.execute(_LOG, params)
+    await conn.execute(_LOG, {"rows": orjson.dumps(rows).decode()})
+
+
+_QUEUE_DEFERRED = text("""
+INSERT INTO deferred_contacts (contact_id, due_at, request)
+SELECT c, due, req
+FROM json_to_recordset(CAST(:rows AS json)) AS u(c text, due timestamptz, req jsonb)
+ORDER BY c
+ON CONFLICT (contact_id) DO UPDATE SET due_at = EXCLUDED.due_at
+""")
 
 
 async def queue_deferred(conn: AsyncConnection,
@@ -322,15 +322,19 @@ async def queue_deferred(conn: AsyncConnection,
     latest = {req.contact_id: (req, due) for req, due in items}
     if not latest:
         return
-    await conn.execute(text("""
-        INSERT INTO deferred_contacts (contact_id, due_at, request)
-        SELECT c, due, CAST(req AS jsonb)
-        FROM unnest(CAST(:c AS text[]), CAST(:due AS timestamptz[]), CAST(:req AS text[]))
-             AS u(c, due, req)
-        ORDER BY c
-        ON CONFLICT (contact_id) DO UPDATE SET due_at = EXCLUDED.due_at"""),
-        {"c": list(latest), "due": [due for _, due in latest.values()],
-         "req": [request_to_json(req) for req, _ in latest.values()]})
+    await conn.execute(_QUEUE_DEFERRED, {"rows": orjson.dumps(
+        [{"c": cid, "due": due, "req": request_doc(req)} for cid, (req, due) in latest.items()],
+        default=str).decode()})
+
+
+_QUEUE_DISPATCH = text("""
+INSERT INTO dispatch_queue (contact_id, channel, template_id, request)
+SELECT c, ch, t, req
+FROM ROWS FROM (json_to_recordset(CAST(:rows AS json)) AS (c text, ch text, t text, req jsonb))
+     WITH ORDINALITY AS u(c, ch, t, req, n)
+ORDER BY n
+ON CONFLICT (contact_id) DO NOTHING
+""")
 
 
 async def queue_dispatch(conn: AsyncConnection,
@@ -338,15 +342,9 @@ async def queue_dispatch(conn: AsyncConnection,
     """(request, template id) into the dispatch queue; a contact already queued stays as is."""
     if not items:
         return
-    await conn.execute(text("""
-        INSERT INTO dispatch_queue (contact_id, channel, template_id, request)
-        SELECT c, ch, t, CAST(req AS jsonb)
-        FROM unnest(CAST(:c AS text[]), CAST(:ch AS text[]), CAST(:t AS text[]),
-                    CAST(:req AS text[])) WITH ORDINALITY AS u(c, ch, t, req, n)
-        ORDER BY n
-        ON CONFLICT (contact_id) DO NOTHING"""),
-        {"c": [req.contact_id for req, _ in items], "ch": [req.channel for req, _ in items],
-         "t": [t for _, t in items], "req": [request_to_json(req) for req, _ in items]})
+    await conn.execute(_QUEUE_DISPATCH, {"rows": orjson.dumps(
+        [{"c": req.contact_id, "ch": req.channel, "t": template, "req": request_doc(req)}
+         for req, template in items], default=str).decode()})
 
 
 async def purge_contacts(conn: AsyncConnection, older_than: datetime) -> int:
