@@ -9,13 +9,16 @@ writes the loans back, appends the ledger entries with one INSERT ... ON CONFLIC
 
 Decision (arrival period): a claw-back or a complaint "arrives" in the month of the event's
 `time`, moved forward to the first open month when that month is closed or not after the
-original one: nothing ever lands in a closed month.
+original one: nothing ever lands in a closed month. The same holds for every other entry: a
+back-valued repayment (or a cure, a promise outcome) whose month was closed meanwhile counts in
+the first open month after it, keeping its own date, so the rate is still the one of its value
+date. A closed month's scorecard is what was paid; it never changes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from services.incentives import scoring, store
@@ -85,30 +88,36 @@ def arrival_period(event: Event, closed: set[str], after: str | None = None) -> 
     return period
 
 
-def _keep(state: BatchState, entries: list[CreditEntry]) -> None:
+def _keep(state: BatchState, event: Event, entries: list[CreditEntry]) -> list[CreditEntry]:
+    """Queue `entries` for the ledger, each moved out of a closed period (see the module doc);
+    returns them as queued."""
+    kept = []
     for entry in entries:
-        state.entries.setdefault(entry.entry_id, entry)
+        if entry.period in state.closed:
+            entry = replace(entry, period=arrival_period(event, state.closed, after=entry.period))
+        kept.append(state.entries.setdefault(entry.entry_id, entry))
+    return kept
 
 
 # --- handlers ---------------------------------------------------------------------------------
 
 
 async def apply_repayment(ctx: BatchContext, event: Event) -> None:
-    _keep(_state(ctx), credit_for_applied(as_mapping(event)))
+    _keep(_state(ctx), event, credit_for_applied(as_mapping(event)))
 
 
 async def claw_back_repayment(ctx: BatchContext, event: Event) -> None:
     state = _state(ctx)
     original = period_of(event.data.value_date)
     arrival = arrival_period(event, state.closed, after=original)
-    _keep(state, clawback_for_unapplied(as_mapping(event), state.closed, arrival))
+    _keep(state, event, clawback_for_unapplied(as_mapping(event), state.closed, arrival))
 
 
 async def assign_case(ctx: BatchContext, event: Event) -> None:
     state, raw = _state(ctx), as_mapping(event)
     loan_id = event.data.loan_id
     arrears, currency = state.loans.arrears.get(loan_id, (None, None))
-    _keep(state, entries_for_assigned(raw, arrears, currency))
+    _keep(state, event, entries_for_assigned(raw, arrears, currency))
     state.loans.assignments[loan_id] = assignment_from_assigned(raw)
     state.loans.dirty_assignments.add(loan_id)
     state.teams[event.data.collector_id] = event.data.team
@@ -132,7 +141,8 @@ async def change_stage(ctx: BatchContext, event: Event) -> None:
     after = last.period if last is not None else None
     reversals = cure_reversal_for_stage_changed(
         raw, last, state.closed, arrival_period(event, state.closed, after=after))
-    _keep(state, cures + reversals)
+    cures = _keep(state, event, cures)
+    _keep(state, event, reversals)
     if cures:
         loans.last_cure[loan_id] = cures[0]
     elif reversals:
@@ -140,13 +150,13 @@ async def change_stage(ctx: BatchContext, event: Event) -> None:
 
 
 async def record_promise(ctx: BatchContext, event: Event) -> None:
-    _keep(_state(ctx), entry_for_promise(as_mapping(event)))
+    _keep(_state(ctx), event, entry_for_promise(as_mapping(event)))
 
 
 async def record_complaint(ctx: BatchContext, event: Event) -> None:
     state = _state(ctx)
     assignment = state.loans.assignments.get(event.data.loan_id)
-    _keep(state, entry_for_complaint(as_mapping(event), assignment,
+    _keep(state, event, entry_for_complaint(as_mapping(event), assignment,
                                      arrival_period(event, state.closed)))
 
 
