@@ -92,6 +92,7 @@ class Producer:
 
     async def send_many(self, topic: str, records: Sequence[tuple[bytes | None, bytes]],
                         headers: list[tuple[str, bytes]] | None = None,
+                        record_headers: Sequence[list[tuple[str, bytes]]] | None = None,
                         ) -> list[tuple[list[int], asyncio.Future]]:
         """Enqueue ``(key, value)`` records as whole record batches, a few per partition.
 
@@ -102,7 +103,8 @@ class Producer:
         partition ``send`` would choose, records of a partition keep their order, and
         idempotence applies as to any batch. Errors, a lost producer state included, only show
         in the futures: the caller checks for :data:`PRODUCER_STATE_ERRORS` and calls
-        :meth:`rebuild`, as after ``send``.
+        :meth:`rebuild`, as after ``send``. ``headers`` go on every record, or
+        ``record_headers[i]`` on record ``i``.
         """
         await self._ensure_client()
         live = self._live
@@ -120,6 +122,8 @@ class Producer:
             members: list[int] = []
             for index in indexes:
                 key, value = records[index]
+                if record_headers is not None:
+                    hdrs = record_headers[index]
                 if batch.append(key=key, value=value, timestamp=None, headers=hdrs) is None:
                     # full: enqueue it; a record always fits into an empty batch
                     out.append((members, await self._enqueue(batch, topic, partition)))

@@ -17,6 +17,7 @@ import zlib
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -27,8 +28,9 @@ from shared.transient import Backoff, is_transient
 
 log = logging.getLogger("qingshou.relay")
 
+# headers as text: decoded here with orjson (and memoised), not by the driver's json codec
 _CLAIM = text("""
-SELECT id, topic, key, value, headers FROM outbox
+SELECT id, topic, key, value, CAST(headers AS text) AS headers FROM outbox
 WHERE sent_at IS NULL AND failed_at IS NULL AND shard = ANY(CAST(:shards AS smallint[]))
 ORDER BY id
 LIMIT :limit
@@ -61,6 +63,7 @@ class OutboxRelay:
         self._stopping = asyncio.Event()
         self._listen_conn: AsyncConnection | None = None
         self._last_cleanup = 0.0
+        self._header_cache: dict[str, list[tuple[str, bytes]]] = {}
         self.published = 0
 
     async def run(self) -> None:
@@ -141,14 +144,53 @@ class OutboxRelay:
 
     async def _send_all(self, rows: Sequence[Any]) -> list[BaseException | None]:
         """Enqueue every row, then await every acknowledgement; one outcome per row
-        (None when the broker acknowledged it)."""
+        (None when the broker acknowledged it).
+
+        A topic's rows go as whole record batches (``Producer.send_many``: each key to the
+        partition ``send`` would pick, in row order), a fraction of the CPU of one ``send``
+        per row. A batch the broker refuses for good (a record too large...) is sent again one
+        row at a time, so that only the culprit is quarantined, not its batch-mates.
+        """
+        by_topic: dict[str, list[int]] = {}
+        for index, row in enumerate(rows):
+            by_topic.setdefault(row.topic, []).append(index)
+        batches: list[tuple[list[int], asyncio.Future]] = []
+        outcomes: list[BaseException | None] = [None] * len(rows)
+        for topic, indexes in by_topic.items():
+            records = [(bytes(rows[i].key) if rows[i].key is not None else None,
+                        bytes(rows[i].value)) for i in indexes]
+            headers = [self._headers(rows[i].headers) for i in indexes]
+            try:
+                sent = await self.producer.send_many(topic, records, record_headers=headers)
+            except Exception as exc:  # no client at all (broker away): every row of the topic
+                for i in indexes:
+                    outcomes[i] = exc
+                continue
+            batches += [([indexes[m] for m in members], fut) for members, fut in sent]
+        alone: list[int] = []
+        for members, fut in batches:
+            try:
+                await fut
+            except Exception as exc:
+                if len(members) > 1 and not _retriable(exc):
+                    alone += members
+                    continue
+                for i in members:
+                    outcomes[i] = exc
+        for i, outcome in zip(alone, await self._send_each([rows[i] for i in alone]),
+                              strict=True):
+            outcomes[i] = outcome
+        return outcomes
+
+    async def _send_each(self, rows: Sequence[Any]) -> list[BaseException | None]:
+        """One ``send`` per row, then every acknowledgement; one outcome per row."""
         pending: list[asyncio.Future | BaseException] = []
         for row in rows:
-            headers = [(k, v.encode()) for k, v in (row.headers or {}).items()]
             try:
                 pending.append(await self.producer.send(
                     row.topic, value=bytes(row.value),
-                    key=bytes(row.key) if row.key is not None else None, headers=headers))
+                    key=bytes(row.key) if row.key is not None else None,
+                    headers=self._headers(row.headers)))
             except Exception as exc:  # refused before it was even queued (too large...)
                 pending.append(exc)
         outcomes: list[BaseException | None] = []
@@ -162,6 +204,19 @@ class OutboxRelay:
             except Exception as exc:
                 outcomes.append(exc)
         return outcomes
+
+    def _headers(self, stored: str | None) -> list[tuple[str, bytes]]:
+        """Kafka headers from the row's JSON text; rows of one kind share identical text, so
+        each distinct text is decoded once per relay (a few kinds: events, dead letters...)."""
+        if not stored:
+            return []
+        found = self._header_cache.get(stored)
+        if found is None:
+            found = [(k, str(v).encode()) for k, v in orjson.loads(stored).items()]
+            if len(self._header_cache) >= 1024:  # dead letters' headers are all different
+                self._header_cache.clear()
+            self._header_cache[stored] = found
+        return found
 
     async def backlog(self) -> int:
         async with self.engine.connect() as conn:

@@ -122,3 +122,49 @@ def test_cursors_round_trip_and_foreign_ones_name_the_field():
         with pytest.raises(Problem) as err:
             decode_cursor(bad, int, 0)
         assert err.value.status == 400 and err.value.errors[0]["field"] == "cursor"
+
+
+async def test_relay_resends_a_refused_batch_row_by_row_and_blames_only_the_culprit():
+    """The relay sends a topic's rows as record batches; when the broker refuses a batch of
+    several rows for good, each row goes again alone, so only the bad one is quarantined."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from aiokafka.errors import MessageSizeTooLargeError
+
+    from shared.relay import OutboxRelay
+
+    too_large = MessageSizeTooLargeError("too large")
+
+    def settled(exc: BaseException | None) -> asyncio.Future:
+        fut = asyncio.get_running_loop().create_future()
+        if exc is None:
+            fut.set_result(None)
+        else:
+            fut.set_exception(exc)
+        return fut
+
+    class Producer:
+        def __init__(self) -> None:
+            self.batches: list[tuple[str, list, list]] = []
+            self.singles: list[bytes] = []
+
+        async def send_many(self, topic, records, record_headers=None):
+            self.batches.append((topic, list(records), list(record_headers)))
+            return [([0, 1, 2], settled(too_large))] if topic == "t1" else [([0], settled(None))]
+
+        async def send(self, topic, value=None, key=None, headers=None):
+            self.singles.append(value)
+            return settled(too_large if value == b"bad" else None)
+
+    rows = [SimpleNamespace(topic="t1", key=b"K", value=b"a", headers='{"h": "1"}'),
+            SimpleNamespace(topic="t2", key=None, value=b"other", headers=None),
+            SimpleNamespace(topic="t1", key=b"K", value=b"bad", headers='{"h": "1"}'),
+            SimpleNamespace(topic="t1", key=b"K", value=b"c", headers='{"h": "1"}')]
+    producer = Producer()
+    relay = OutboxRelay(None, producer, "s")  # type: ignore[arg-type]
+    outcomes = await relay._send_all(rows)
+    assert outcomes == [None, None, too_large, None]
+    assert [(t, [v for _, v in recs], hdrs) for t, recs, hdrs in producer.batches] == [
+        ("t1", [b"a", b"bad", b"c"], [[("h", b"1")]] * 3), ("t2", [b"other"], [[]])]
+    assert producer.singles == [b"a", b"bad", b"c"]
