@@ -9,6 +9,11 @@ Decisions:
 - A relationship-manager stage goes to the loan's relationship manager, who need not be in the
   roster; without one, to the fallback team of the stage.
 - With no eligible collector the case waits in the team's queue (collector None, team set).
+- A case whose current owner is an eligible collector of the team asked for stays with them.
+  The request that can meet this is a relationship-manager stage whose manager is inactive
+  (the service turns it into a team request): the domain raises it again on every event,
+  and the owner's own case in their load made the least-loaded choice move the case back
+  and forth between the team's collectors, a ``case.assigned`` each time.
 """
 
 from __future__ import annotations
@@ -44,6 +49,10 @@ class AssignmentRequest:
     business_date: date
 
 
+def _eligible(c: CollectorLoad, team: str) -> bool:
+    return c.active and c.team == team and c.capacity > 0
+
+
 def _less_loaded(a: CollectorLoad, b: CollectorLoad) -> bool:
     """``a`` before ``b``: open/capacity compared exactly, by cross-multiplying (both
     capacities are positive), then by id."""
@@ -55,8 +64,7 @@ def choose_collector(candidates: Iterable[CollectorLoad], team: str) -> str | No
     """The least-loaded active collector of ``team`` relative to capacity, ties by id."""
     best: CollectorLoad | None = None
     for c in candidates:
-        if c.active and c.team == team and c.capacity > 0 and \
-                (best is None or _less_loaded(c, best)):
+        if _eligible(c, team) and (best is None or _less_loaded(c, best)):
             best = c
     return None if best is None else best.collector_id
 
@@ -68,4 +76,8 @@ def resolve_assignment(request: AssignmentRequest,
         return request.relationship_manager_id, None
     if request.team is None:
         return None, None
-    return choose_collector(candidates, request.team), request.team
+    pool = list(candidates)
+    keep = request.previous_collector_id
+    if any(c.collector_id == keep and _eligible(c, request.team) for c in pool):
+        return keep, request.team
+    return choose_collector(pool, request.team), request.team

@@ -54,3 +54,13 @@ def test_choice_is_the_exact_least_load_ratio_then_id(loads):
                    default=None)
     chosen = choose_collector(reversed(candidates), "legal")
     assert chosen == (expected.collector_id if expected else None)
+
+
+def test_a_current_owner_who_fits_the_team_keeps_the_case():
+    request = AssignmentRequest("L1", "negotiation", "team", "negotiation", None, "n2",
+                                day(0))
+    pool = [load("n1", 0, team="negotiation"), load("n2", 1, team="negotiation")]
+    assert resolve_assignment(request, pool) == ("n2", "negotiation")
+    # not when they left the team, or are inactive: then the least loaded
+    for gone in (load("n2", 1, team="legal"), load("n2", 1, team="negotiation", active=False)):
+        assert resolve_assignment(request, [pool[0], gone]) == ("n1", "negotiation")

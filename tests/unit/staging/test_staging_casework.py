@@ -78,3 +78,23 @@ async def test_closed_loan_and_repayment_events_fit_the_shared_models(roster):
     assert sent[2][1]["collector_id"] == "rm9" and "instalments" not in sent[2][1]
     assert (sent[3][1]["to_stage"], sent[3][1]["reason"]) == ("current", "closed")
     assert work.deltas == {"rm9": 0}
+
+
+async def test_fallback_owner_of_an_inactive_relationship_manager_keeps_the_case(roster):
+    """The case of an inactive relationship manager went to the fallback team; later events
+    must not move it between that team's collectors (each move was a case.assigned, and the
+    owner's load made the least-loaded choice flip on every event)."""
+    roster["n1"].open_cases = roster["n2"].open_cases = 0
+    roster["n2"].capacity = 10
+    ctx = BatchContext(None, TopicNames(""), "urn:test")  # type: ignore[arg-type]
+    work = Casework(ctx, DEFAULT_POLICY_SET, date(2026, 2, 5), {})
+    state = await work.record(handlers.age_to(_loan(rm="rm1"), date(2026, 2, 5),
+                                              DEFAULT_POLICY))
+    assert state.owner.collector_id == "n1"
+    for n in range(3):
+        state = await work.record(handlers.apply_repayment_received(state, {
+            "payment_id": f"P{n}", "amount": "1.00", "currency": "CNY",
+            "value_date": "2026-02-05"}, date(2026, 2, 5), DEFAULT_POLICY))
+        assert state.owner.collector_id == "n1"
+    assert [t for t, _ in _sent(ctx)].count("case.assigned") == 1
+    assert work.deltas == {"n1": 1}
