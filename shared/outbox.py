@@ -38,17 +38,27 @@ def notify_channel(schema: str) -> str:
 def message_for(topic: str, event: Event) -> OutboxMessage:
     """An outbox message carrying ``event`` as a structured-mode CloudEvent keyed by subject."""
     return OutboxMessage(topic=topic, key=event.key, value=event.to_json(),
-                         headers={"content-type": "application/cloudevents+json"})
+                         headers=EVENT_HEADERS)
 
 
+# One round trip: the rows, and the relay's wake-up when the transaction commits (a
+# data-modifying CTE runs to completion whether or not the query reads it).
 _INSERT = text("""
-INSERT INTO outbox (shard, topic, key, value, headers)
-SELECT u.shard, u.topic, u.key, u.value, CAST(u.headers AS jsonb)
-FROM unnest(CAST(:shards AS smallint[]), CAST(:topics AS text[]), CAST(:keys AS bytea[]),
-            CAST(:values AS bytea[]), CAST(:headers AS text[]))
-     WITH ORDINALITY AS u(shard, topic, key, value, headers, n)
-ORDER BY u.n
+WITH rows AS (
+    INSERT INTO outbox (shard, topic, key, value, headers)
+    SELECT u.shard, u.topic, u.key, u.value, CAST(u.headers AS jsonb)
+    FROM unnest(CAST(:shards AS smallint[]), CAST(:topics AS text[]), CAST(:keys AS bytea[]),
+                CAST(:values AS bytea[]), CAST(:headers AS text[]))
+         WITH ORDINALITY AS u(shard, topic, key, value, headers, n)
+    ORDER BY u.n
+)
+SELECT pg_notify(:ch, '')
 """)
+
+# the headers of every event message (message_for), shared by all of them (never mutate it):
+# serialised once, not per message
+EVENT_HEADERS: dict[str, str] = {"content-type": "application/cloudevents+json"}
+_EVENT_HEADERS_JSON = orjson.dumps(EVENT_HEADERS).decode()
 
 
 async def write(conn: AsyncConnection, messages: Sequence[OutboxMessage], shards: int,
@@ -61,6 +71,7 @@ async def write(conn: AsyncConnection, messages: Sequence[OutboxMessage], shards
         "topics": [m.topic for m in messages],
         "keys": [m.key for m in messages],
         "values": [m.value for m in messages],
-        "headers": [orjson.dumps(m.headers).decode() for m in messages],
+        "headers": [_EVENT_HEADERS_JSON if m.headers is EVENT_HEADERS
+                    else orjson.dumps(m.headers).decode() for m in messages],
+        "ch": notify_channel(schema),
     })
-    await conn.execute(text("SELECT pg_notify(:ch, '')"), {"ch": notify_channel(schema)})

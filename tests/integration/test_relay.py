@@ -91,3 +91,20 @@ async def test_a_row_the_broker_refuses_is_quarantined_and_the_rest_go_out(
             "FROM outbox ORDER BY id"))).all()
     assert [(r.sent, r.failed) for r in rows] == [(True, False), (False, True), (True, False)]
     assert "TooLarge" in rows[1].last_error or "too large" in rows[1].last_error.lower()
+
+
+async def test_a_commit_wakes_the_relay_at_once(engine, schema, topics, producer):
+    """``outbox.write`` notifies the relay on commit: with a poll interval of a minute, rows
+    written after the relay went to sleep are still published within seconds."""
+    await create_probe_schema(engine, schema)
+    topic = topics.name("repayments-applied")
+    relay = OutboxRelay(engine, producer, schema, shards=4, poll_interval=60.0)
+    task = asyncio.create_task(relay.run())
+    await asyncio.sleep(1.0)  # the relay found nothing and sleeps
+    async with engine.begin() as conn:
+        await outbox.write(conn, [outbox.OutboxMessage(topic, b"K", b'{"n": 1}')], shards=4,
+                           schema=schema)
+    records = await read_topic(topic, expect=1, timeout=15, settle=0.1)
+    await relay.stop()
+    await task
+    assert [r.value for r in records] == [b'{"n": 1}']
