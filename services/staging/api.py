@@ -10,8 +10,10 @@ Decisions:
   loan's next event, applies the new policy to it.
 - ``PUT /v1/collectors/{id}`` with ``active: false`` (or another team) reassigns the
   collector's open cases in the same transaction; a relationship manager who only changes team
-  keeps their customers. A case assigned to them by a batch running at the same moment can
-  escape the sweep; repeating the PUT sweeps it.
+  keeps their customers. Each case is first aged to the business date (as any event would),
+  so the new owner starts today, not at the date end of day last touched the loan. A case
+  assigned to them by a batch running at the same moment can escape the sweep; repeating the
+  PUT sweeps it.
 """
 
 from __future__ import annotations
@@ -122,7 +124,8 @@ async def put_collector(runtime: Runtime, engine: AsyncEngine, collector_id: str
         # lock order: loans, then the roster (as the consumer and end of day do)
         loans = await store.loans_of_collector(conn, collector_id)
         ctx = BatchContext(conn, runtime.topics, runtime.source)
-        work = Casework(ctx, await store.load_policy(conn), None,
+        today = (await store.calendar(conn)).business_date  # read, not locked
+        work = Casework(ctx, await store.load_policy(conn), today,
                         {s.loan_id: s for s in loans})
         roster = await work.lock_roster()
         old = roster.get(collector_id)
@@ -131,13 +134,19 @@ async def put_collector(runtime: Runtime, engine: AsyncEngine, collector_id: str
         await store.upsert_collector(conn, new)
         roster[collector_id] = new
         leaving = old is not None and (not new.active or new.team != old.team)
-        moved = 0
         for state in loans if leaving else ():
-            request = request_reassignment(state, work.policy(state))
-            if request is None or (request.owner_kind == "relationship_manager" and new.active):
-                continue  # a relationship manager moving team keeps their own customers
+            # First aged to the business date, as every event does: end of day skips a loan
+            # nothing is due on, and a reassignment dated at its stale date would give the
+            # new owner the days the leaving one owned it (their credits, their history).
+            policy = work.policy(state)
+            state = await work.record(age_to(state, work.date_for(state), policy))
+            request = request_reassignment(state, policy)
+            if state.owner.collector_id != collector_id or request is None or (
+                    request.owner_kind == "relationship_manager" and new.active):
+                continue  # moved by the aging, or a relationship manager moving team keeps
+                # their own customers
             await work.assign(state, request)
-            moved += 1
+        moved = sum(work.loans[s.loan_id].owner.collector_id != collector_id for s in loans)
         await work.flush()
         s = runtime.settings
         await outbox.write(conn, ctx.outbox, s.relay_shards, s.schema_name)

@@ -306,3 +306,34 @@ async def test_flags_promises_and_deactivation(uid, topics, schema, producer):
         assert view["promises"][0]["status"] == "kept"
     kept = [orjson.loads(r.value) for r in await read_topic(topics.promise_outcomes, 1)]
     assert [(k["type"], k["data"]["paid"]) for k in kept] == [("promise.kept", "300.00")]
+
+
+async def test_deactivation_reassigns_on_the_current_business_date(uid, topics, schema,
+                                                                   producer):
+    """A case end of day has not touched for days (nothing due) is reassigned as of today:
+    the leaving collector keeps the days they owned it, so a late payment value-dated in
+    them is still theirs."""
+    async with running_service(uid, topics, schema) as client:
+        for cid in ("i1", "i2"):
+            await put_collector(client, cid, "intensive")
+        await publish(producer, topics.loan_events, opened("D1"), missed("D1"))
+        await wait_for(client, "D1", arrears="1000.00")
+        await publish(producer, topics.calendar, day_closed("2026-03-07"))
+        await wait_for(client, "D1", stage="intensive", collector_id="i1")
+        await publish(producer, topics.calendar, day_closed("2026-03-20"))
+
+        async def closed() -> bool:
+            return (await client.get("/v1/portfolio", headers=READ)).json()[
+                "business_date"] == "2026-03-20"
+        await eventually(closed)
+        off = await put_collector(client, "i1", "intensive", active=False)
+        assert off.status_code == 200 and off.json()["reassigned"] == 1
+        await wait_for(client, "D1", collector_id="i2")
+        await publish(producer, topics.loan_events,
+                      repaid("D1", "PD", "100.00", value_date="2026-03-15"))
+        await wait_for(client, "D1", arrears="900.00")
+    cases = [orjson.loads(r.value) for r in await read_topic(topics.collection_assignments, 2)]
+    assert [(c["data"]["collector_id"], c["data"]["business_date"]) for c in cases] == [
+        ("i1", "2026-03-07"), ("i2", "2026-03-20")]
+    money = [orjson.loads(r.value) for r in await read_topic(topics.repayments_applied, 1)]
+    assert [m["data"]["collector_id"] for m in money] == ["i1"]
