@@ -24,6 +24,7 @@ from typing import Any
 from services.incentives import scoring, store
 from services.incentives.domain import (
     CreditEntry,
+    EntryKind,
     MalformedEvent,
     SchemeBook,
     assignment_from_assigned,
@@ -37,6 +38,7 @@ from services.incentives.domain import (
     entry_for_promise,
     known_arrears,
     period_of,
+    promise_entry_id,
 )
 from shared.consumer import ConsumerSpec
 from shared.context import BatchContext, Rejected
@@ -62,6 +64,8 @@ class BatchState:
     loans: store.LoanFacts
     entries: dict[str, CreditEntry] = field(default_factory=dict)
     teams: dict[str, str] = field(default_factory=dict)
+    # Ids of entries already in the ledger that this batch's rules ask about (kept promises).
+    known_entries: set[str] = field(default_factory=set)
 
 
 def _state(ctx: BatchContext) -> BatchState:
@@ -150,7 +154,18 @@ async def change_stage(ctx: BatchContext, event: Event) -> None:
 
 
 async def record_promise(ctx: BatchContext, event: Event) -> None:
-    _keep(_state(ctx), event, entry_for_promise(as_mapping(event)))
+    state = _state(ctx)
+    kept_id = _kept_entry_id(event)
+    kept_counted = kept_id is not None and (
+        kept_id in state.entries or kept_id in state.known_entries)
+    _keep(state, event, entry_for_promise(as_mapping(event), kept_counted))
+
+
+def _kept_entry_id(event: Event) -> str | None:
+    """For a `promise.broken`, the id its promise's `promise_kept` entry would have."""
+    if event.type != "promise.broken":
+        return None
+    return promise_entry_id(event.data.loan_id, event.data.promise_id, EntryKind.PROMISE_KEPT)
 
 
 async def record_complaint(ctx: BatchContext, event: Event) -> None:
@@ -200,7 +215,9 @@ async def load_batch(ctx: BatchContext, events: list[Event]) -> None:
     closed = await store.load_closed_periods(conn)
     loans = await store.load_loans(conn, (e.data.loan_id for e in events
                                           if e.type in _NEEDS_LOAN))
-    ctx.state[_STATE] = BatchState(store.book_of(schemes), closed, loans)
+    known = await store.existing_entries(
+        conn, [i for e in events if (i := _kept_entry_id(e)) is not None])
+    ctx.state[_STATE] = BatchState(store.book_of(schemes), closed, loans, known_entries=known)
 
 
 async def write_batch(ctx: BatchContext) -> None:

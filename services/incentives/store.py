@@ -207,6 +207,16 @@ async def insert_entries(conn: AsyncConnection, entries: Sequence[CreditEntry]) 
     return {r.entry_id.hex for r in rows}
 
 
+async def existing_entries(conn: AsyncConnection, entry_ids: Iterable[str]) -> set[str]:
+    """Which of `entry_ids` the ledger holds."""
+    ids = sorted(set(entry_ids))
+    if not ids:
+        return set()
+    rows = await conn.execute(text("SELECT entry_id FROM credit_ledger "
+                                   "WHERE entry_id = ANY(CAST(:ids AS uuid[]))"), {"ids": ids})
+    return {r.entry_id.hex for r in rows}
+
+
 async def ledger_entries(conn: AsyncConnection, periods: Iterable[str]) -> list[CreditEntry]:
     rows = await conn.execute(text("""
         SELECT entry_id, kind, collector_id, period, loan_id, on_date, amount, currency, stage,

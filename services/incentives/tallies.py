@@ -76,7 +76,9 @@ def event_data(card: Scorecard, team: str) -> dict[str, Any]:
     """The `scorecard.updated` data (shared.events.outbound.ScorecardUpdated).
 
     The event's contract allows no negative figure: a period whose claw-backs exceed its
-    recoveries publishes `recovered` and `recovery_rate` as 0 (the API shows the signed value).
+    recoveries publishes `recovered` and `recovery_rate` as 0, one whose reversed cures or kept
+    promises (landed from a closed month) exceed its own publishes 0 (the API shows the signed
+    value).
     """
     zero = Decimal(0)
     return {
@@ -93,7 +95,7 @@ def event_data(card: Scorecard, team: str) -> dict[str, Any]:
         "avg_days_to_cure": (max(zero, card.avg_days_to_cure)
                              if card.avg_days_to_cure is not None else None),
         "promises_made": card.promises_made,
-        "promises_kept": card.promises_kept,
+        "promises_kept": max(0, card.promises_kept),
         "kept_rate": card.kept_rate,
         "complaints_minor": card.complaints_minor,
         "complaints_major": card.complaints_major,

@@ -13,9 +13,11 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
 from sqlalchemy import text
 
 from services.incentives.service import DEFINITION
+from shared.db import make_engine
 from shared.events import new_event
 from shared.migrations import migrate
 from shared.service import create_app
@@ -63,6 +65,31 @@ def complaint(loan: str, collector: str, severity: str) -> tuple[bytes, bytes]:
     return _event("complaint.recorded", {
         "loan_id": loan, "complaint_id": f"C-{uuid.uuid4().hex[:6]}", "collector_id": collector,
         "severity": severity, "note": "rude call"})
+
+
+@pytest.fixture(autouse=True)
+async def _drop_scratch(uid: str) -> AsyncIterator[None]:
+    """These tests leave no schema or topic behind."""
+    yield
+    eng = make_engine(DB_URL, "public", pool_size=1)
+    async with eng.begin() as conn:
+        await conn.execute(text(f'DROP SCHEMA IF EXISTS "t_{uid}" CASCADE'))
+    await eng.dispose()
+    admin = AIOKafkaAdminClient(bootstrap_servers=KAFKA)
+    await admin.start()
+    try:
+        mine = [t for t in await admin.list_topics() if t.startswith(f"t{uid}.")]
+        if mine:
+            await admin.delete_topics(mine)
+    finally:
+        await admin.close()
+
+
+def promise(type_: str, loan: str, promise_id: str) -> tuple[bytes, bytes]:
+    return _event(type_, {
+        "loan_id": loan, "promise_id": promise_id, "collector_id": "c1", "amount": "500.00",
+        "paid": "500.00" if type_ == "promise.kept" else "0", "currency": "CNY",
+        "due_on": "2026-03-16"})
 
 
 @asynccontextmanager
@@ -187,3 +214,26 @@ async def test_scheme_change_recomputes_and_closed_period_clawback(uid, topics, 
         await eventually(clawed_back)
         assert (await scorecard(client, "c1", "2026-04"))["payout"] == "0.00"
         assert (await scorecard(client, "c1"))["recovered"] == "400.00"
+
+
+async def test_broken_promise_supersedes_a_kept_one_from_an_earlier_batch(uid, topics, schema,
+                                                                          producer):
+    async with running_service(uid, topics, schema) as client:
+        await publish(producer, topics.promise_outcomes, promise("promise.kept", "L1", "PR1"))
+
+        async def kept() -> bool:
+            return (await scorecard(client, "c1")).get("promises_kept") == 1
+
+        await eventually(kept)
+        # the payment that kept it bounced: staging publishes promise.broken, and kept again
+        # under another id must not count twice
+        await publish(producer, topics.promise_outcomes, promise("promise.kept", "L1", "PR1"),
+                      promise("promise.broken", "L1", "PR1"))
+
+        async def broken() -> bool:
+            return (await scorecard(client, "c1")).get("promises_broken") == 1
+
+        await eventually(broken)
+        card = await scorecard(client, "c1")
+        assert card["promises_kept"] == 0 and card["bonuses"] == "0.00"
+        assert card["payout"] == "0.00"

@@ -22,6 +22,7 @@ from services.incentives.domain.ledger import (
     entry_for_promise,
     entry_id_for,
     known_arrears,
+    promise_entry_id,
 )
 from services.incentives.domain.periods import business_days_between, period_bounds, period_of
 from services.incentives.domain.scheme import (
@@ -63,6 +64,7 @@ __all__ = [
     "known_arrears",
     "period_bounds",
     "period_of",
+    "promise_entry_id",
     "rank",
     "scheme_from_doc",
     "scheme_on",

@@ -12,6 +12,13 @@ Decisions where PRODUCT.md is silent:
   reversed at exactly the rate the credit earned.
 - Promises (made, kept, broken) count in the month of their `due_on`, so made and kept refer to
   the same cohort.
+- Promises and complaints are counted by their business identity, not their event's: the entry
+  id derives from (loan_id, promise_id, kind) or (loan_id, complaint_id). A desk re-posting the
+  same promise or complaint under a fresh CloudEvent id, or staging publishing `promise.kept`
+  again (kept -> open after a reversal -> kept), counts once.
+- A `promise.broken` supersedes a `promise.kept` of the same promise (staging publishes it when
+  a reversal breaks a kept promise): it adds a `promise_kept_reversed` entry that takes the kept
+  count and its bonus back, in the due month while open (else the first open month after it).
 - A complaint counts in the period it arrives in (the caller's current incentive period): the
   event carries no business date. Without `collector_id` it goes to the loan's active assignee;
   with neither, nobody is penalised.
@@ -62,6 +69,7 @@ class EntryKind(StrEnum):
     PROMISE_MADE = "promise_made"
     PROMISE_KEPT = "promise_kept"
     PROMISE_BROKEN = "promise_broken"
+    PROMISE_KEPT_REVERSED = "promise_kept_reversed"
     COMPLAINT = "complaint"
 
 
@@ -98,10 +106,23 @@ def entry_id_for(source: str, event_id: str, kind: EntryKind) -> str:
     return blake2b(key, digest_size=16).hexdigest()
 
 
-def _entry(event: Event, kind: EntryKind, **fields: object) -> CreditEntry:
+def business_entry_id(fact: str, loan_id: str, fact_id: str, kind: EntryKind) -> str:
+    """Entry id of a business fact (a promise, a complaint) of a loan, whatever event carried it.
+
+    The separator \x1e cannot appear in a CloudEvents source, so no event-derived id collides.
+    """
+    return entry_id_for(f"\x1e{fact}\x1e{loan_id}", fact_id, kind)
+
+
+def promise_entry_id(loan_id: str, promise_id: str, kind: EntryKind) -> str:
+    return business_entry_id("promise", loan_id, promise_id, kind)
+
+
+def _entry(event: Event, kind: EntryKind, *, entry_id: str | None = None,
+           **fields: object) -> CreditEntry:
     source, event_id = identity(event)
     return CreditEntry(
-        entry_id=entry_id_for(source, event_id, kind),
+        entry_id=entry_id or entry_id_for(source, event_id, kind),
         kind=kind,
         event_source=source,
         event_id=event_id,
@@ -292,25 +313,35 @@ _PROMISE_KINDS: Final = {
 }
 
 
-def entry_for_promise(event: Event) -> list[CreditEntry]:
+def entry_for_promise(event: Event, kept_counted: bool = False) -> list[CreditEntry]:
     """`promise.made`, `promise.kept` or `promise.broken`: one entry for its collector, in the
-    month of `due_on`. The amount is the promised amount.
+    month of `due_on`, with the promise's business id. The amount is the promised amount.
+
+    `kept_counted`: the ledger holds this promise's `promise_kept` entry (its id is
+    `promise_entry_id(loan_id, promise_id, EntryKind.PROMISE_KEPT)`); a `promise.broken` then
+    also reverses it.
     """
     kind = _PROMISE_KINDS.get(event.get("type", ""))
     if kind is None:
         raise MalformedEvent("type", "must be promise.made, promise.kept or promise.broken")
     data = data_of(event)
     due_on = day(data, "due_on")
+    loan_id, promise_id = text(data, "loan_id"), text(data, "promise_id")
+    kinds = [kind]
+    if kind is EntryKind.PROMISE_BROKEN and kept_counted:
+        kinds.append(EntryKind.PROMISE_KEPT_REVERSED)
     return [
         _entry(
             event,
-            kind,
+            k,
+            entry_id=promise_entry_id(loan_id, promise_id, k),
             collector_id=text(data, "collector_id"),
             period=period_of(due_on),
-            loan_id=text(data, "loan_id"),
+            loan_id=loan_id,
             on=due_on,
             amount=money(data, "amount"),
         )
+        for k in kinds
     ]
 
 
@@ -335,6 +366,9 @@ def entry_for_complaint(
         _entry(
             event,
             EntryKind.COMPLAINT,
+            entry_id=business_entry_id(
+                "complaint", loan_id, text(data, "complaint_id"), EntryKind.COMPLAINT
+            ),
             collector_id=collector_id,
             period=arrival_period,
             loan_id=loan_id,

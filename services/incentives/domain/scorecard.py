@@ -168,6 +168,9 @@ class ScorecardTally:
         elif kind is EntryKind.PROMISE_KEPT:
             self.kept += 1
             self.kept_bonus += self._scheme(entry.on).promise_kept_bonus
+        elif kind is EntryKind.PROMISE_KEPT_REVERSED:
+            self.kept -= 1
+            self.kept_bonus -= self._scheme(entry.on).promise_kept_bonus
         elif kind is EntryKind.PROMISE_BROKEN:
             self.broken += 1
         elif kind is EntryKind.COMPLAINT:
