@@ -110,3 +110,20 @@ def test_promise_thanks_and_owner_intro():
     assert owner_intro_requests(loan_id="L1", borrower_id="B1", collector_id="C7",
                                 stage="special", business_date=BD, created_at=NOW,
                                 policy=DEFAULT_POLICY) == []
+
+
+def test_contact_id_is_the_uuid5_of_the_trigger_byte_for_byte():
+    import random
+    import uuid
+
+    from services.notifier.domain.triggers import CONTACT_NAMESPACE
+
+    rng = random.Random(5)
+    alphabet = "abcXYZ019-_|:.中文é "
+    names = [("L1", "cadence", "early|2026-05-04", "sms"), ("", "", "", ""),
+             ("贷款-7", "early_warning", "3|2026-12-01", "letter")]
+    names += [tuple("".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40)))
+                    for _ in range(4)) for _ in range(3000)]
+    for loan, trigger, disc, channel in names:
+        expected = str(uuid.uuid5(CONTACT_NAMESPACE, f"{loan}|{trigger}|{disc}|{channel}"))
+        assert contact_id(loan, trigger, disc, channel) == expected
