@@ -8,6 +8,7 @@ wall time is at or after them, i.e. the transition itself; wall times that happe
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from .policy import QuietHours
@@ -24,6 +25,10 @@ def ceil_minute(instant: datetime) -> datetime:
     return floor if floor == instant else floor + _MINUTE
 
 
+# A batch asks for the same few (day, wall time, zone) again and again (every request's end of
+# day, every deferral to the end of quiet hours): the answer is a pure function of the three
+# immutable values, computed once each.
+@lru_cache(maxsize=4096)
 def first_instant_at(day: date, wall: time, tz: ZoneInfo) -> datetime:
     """The first UTC instant at which the local clock shows `day wall` or later."""
     naive = datetime.combine(day, wall)
@@ -58,6 +63,10 @@ def next_allowed(instant: datetime, tz: ZoneInfo, quiet: QuietHours) -> datetime
     return first_instant_at(day, quiet.end, tz)
 
 
+_MIDNIGHT = time(0, 0)
+
+
+@lru_cache(maxsize=4096)
 def end_of_local_day(day: date, tz: ZoneInfo) -> datetime:
     """The first instant of the next local day: `day` is over from then on."""
-    return first_instant_at(day + timedelta(days=1), time(0, 0), tz)
+    return first_instant_at(day + timedelta(days=1), _MIDNIGHT, tz)
