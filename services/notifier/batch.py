@@ -44,6 +44,9 @@ class NotifierBatch:
         self._loaded_borrowers: set[str] = set(borrowers)
         self._dirty_loans: set[str] = set()
         self._dirty_borrowers: set[str] = set()
+        # what decisions read of each borrower, built once per borrower and batch (dropped
+        # when a borrower.updated replaces the row)
+        self._profiles: dict[str, BorrowerProfile] = {}
         self.contacts = ContactBatch()
 
     @classmethod
@@ -92,13 +95,22 @@ class NotifierBatch:
 
     def put_borrower(self, borrower: BorrowerRow) -> None:
         self._borrowers[borrower.borrower_id] = borrower
+        self._profiles.pop(borrower.borrower_id, None)
         self._loaded_borrowers.add(borrower.borrower_id)
         self._dirty_borrowers.add(borrower.borrower_id)
 
     async def borrower(self, conn: AsyncConnection, borrower_id: str) -> BorrowerProfile | None:
         await self.ensure_borrowers(conn, [borrower_id])
-        found = self._borrowers.get(borrower_id)
-        return found.profile if found is not None else None
+        return self._profile(borrower_id)
+
+    def _profile(self, borrower_id: str) -> BorrowerProfile | None:
+        profile = self._profiles.get(borrower_id)
+        if profile is None:
+            found = self._borrowers.get(borrower_id)
+            if found is None:
+                return None
+            profile = self._profiles[borrower_id] = found.profile
+        return profile
 
     async def ensure_borrowers(self, conn: AsyncConnection, ids: Iterable[str]) -> None:
         """Read the borrowers not read yet (one query, none when all are known)."""
@@ -129,9 +141,7 @@ class NotifierBatch:
             return
         await self.ensure_borrowers(conn, {r.borrower_id for r in requests})
         for req in requests:
-            found = self._borrowers.get(req.borrower_id)
-            self.contacts.add([req], now, policy, loan,
-                              found.profile if found is not None else None)
+            self.contacts.add([req], now, policy, loan, self._profile(req.borrower_id))
 
     async def finish(self, ctx: BatchContext) -> None:
         await self.flush(ctx.conn, final=True)

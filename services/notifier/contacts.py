@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -56,8 +55,9 @@ def publish(ctx: BatchContext, row: dict[str, Any]) -> None:
         "contact_id": row["contact_id"], "loan_id": row["loan_id"],
         "borrower_id": row["borrower_id"], "channel": row["channel"],
         "template": row["template"], "stage": row["stage"], "status": row["status"],
-        "reason": row["reason"][:500],
-        "scheduled_for": row["scheduled_for"].isoformat() if row["scheduled_for"] else None})
+        # the aware datetime itself: the model keeps it as is and writes its isoformat, the
+        # bytes an isoformat string parsed back gave (and no parse per event)
+        "reason": row["reason"][:500], "scheduled_for": row["scheduled_for"]})
 
 
 def _row_for(req: ContactRequest, decision: Decision, now: datetime) -> dict[str, Any]:
@@ -75,13 +75,9 @@ def _row_for(req: ContactRequest, decision: Decision, now: datetime) -> dict[str
 _BORROWER_WAIT_MIN = timedelta(minutes=15)
 
 
-@dataclass(frozen=True, slots=True)
-class _Pending:
-    request: ContactRequest
-    now: datetime
-    policy: ContactPolicy
-    loan: LoanState | None
-    borrower: BorrowerProfile | None
+# a queued request with what it is decided against: (request, now, policy, loan, borrower)
+_Pending = tuple[ContactRequest, datetime, ContactPolicy, LoanState | None,
+                 BorrowerProfile | None]
 
 
 class ContactBatch:
@@ -102,8 +98,9 @@ class ContactBatch:
     def add(self, requests: Iterable[ContactRequest], now: datetime, policy: ContactPolicy,
             loan: LoanState | None, borrower: BorrowerProfile | None) -> None:
         """Queue requests with the loan and borrower as they are now (None: not known)."""
+        pending = self._pending
         for req in requests:
-            self._pending.append(_Pending(req, now, policy, loan, borrower))
+            pending.append((req, now, policy, loan, borrower))
 
     async def decide_all(self, ctx: BatchContext) -> list[Decision | None]:
         """Decide every queued request; log, publish and queue the outcomes.
@@ -115,18 +112,22 @@ class ContactBatch:
         if not pending:
             return []
         conn = ctx.conn
-        seen = (await store.logged_contact_ids(conn, (p.request.contact_id for p in pending))
+        seen = (await store.logged_contact_ids(conn, (p[0].contact_id for p in pending))
                 if self.skip_logged else set())
-        since = min(p.now - store.history_span(p.policy) for p in pending)
-        history = await store.load_histories(conn, (p.request.loan_id for p in pending), since)
+        spans: dict[int, timedelta] = {}  # a batch has one policy, asked once
+        for p in pending:
+            if id(p[2]) not in spans:
+                spans[id(p[2])] = store.history_span(p[2])
+        since = min(p[1] - spans[id(p[2])] for p in pending)
+        history = await store.load_histories(conn, (p[0].loan_id for p in pending), since)
         outcome = _Outcome()
         decisions: list[Decision | None] = []
         for p in pending:
             if self.skip_logged:
-                if p.request.contact_id in seen:
+                if p[0].contact_id in seen:
                     continue
-                seen.add(p.request.contact_id)
-            decisions.append(outcome.decide(p, history.setdefault(p.request.loan_id, [])))
+                seen.add(p[0].contact_id)
+            decisions.append(outcome.decide(p, history.setdefault(p[0].loan_id, [])))
         await outcome.write(ctx)
         return decisions
 
@@ -141,11 +142,11 @@ class _Outcome:
 
     def decide(self, p: _Pending, history: list[ContactRecord]) -> Decision | None:
         """Decide one request; a send joins ``history`` at once, for the caps of the next."""
-        req, now, policy, loan = p.request, p.now, p.policy, p.loan
+        req, now, policy, loan, borrower = p
         if loan is not None and (loan.stage != req.loan_stage_now
                                  or loan.closed != req.loan_closed):
             req = req.with_loan_state(loan.stage, loan.closed)  # a copy only when it differs
-        if p.borrower is None:
+        if borrower is None:
             # borrower.updated travels keyed by borrower, so it may land after the loan's first
             # trigger: wait for it (backing off) while the request is fresh, then give up
             retry = now + max(_BORROWER_WAIT_MIN, now - req.created_at)
@@ -157,7 +158,7 @@ class _Outcome:
                 self.rows.append(log_row(req, "suppressed", "unknown_borrower", now))
             return None
         flags = frozenset(loan.flags) if loan is not None else frozenset()
-        decision = decide(req, p.borrower, flags, history, now, policy)
+        decision = decide(req, borrower, flags, history, now, policy)
         self.rows.append(_row_for(req, decision, now))
         if isinstance(decision, Send):
             # logged `sent` now, so it counts toward the caps from this moment

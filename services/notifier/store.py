@@ -203,9 +203,9 @@ async def load_borrowers(conn: AsyncConnection,
         SELECT borrower_id, name, phone, email, timezone, language, opted_out_channels,
                vulnerable
         FROM borrowers WHERE borrower_id = ANY(CAST(:ids AS text[]))"""), {"ids": ids})
-    return {r.borrower_id: BorrowerRow(r.borrower_id, r.name, r.phone, r.email, r.timezone,
-                                       r.language, tuple(r.opted_out_channels), r.vulnerable)
-            for r in rows}
+    # by position, as loans are read (attribute access per column cost more than the rest)
+    return {t[0]: BorrowerRow(t[0], t[1], t[2], t[3], t[4], t[5], tuple(t[6]), t[7])
+            for t in rows}
 
 
 _SAVE_BORROWERS = text("""
