@@ -24,7 +24,10 @@ from services.incentives.tallies import (
 from shared.context import BatchContext
 from shared.topics import COLLECTOR_SCORES
 
-# Decision: a scorecard's currency is that of its first money entry; CNY when it has none yet.
+# Decision: a scorecard's currency is that of its first money entry with a currency. Until one
+# arrives (only promises, complaints, cases of unknown arrears) it is CNY provisionally: the
+# first entry with a currency replaces it, so a USD collector whose month starts with a promise
+# does not see every USD recovery set aside as foreign.
 DEFAULT_CURRENCY: Final = "CNY"
 NO_TEAM: Final = "unassigned"
 
@@ -36,11 +39,14 @@ class Updated:
 
 
 def _currency(stored: Any, entries: Iterable[CreditEntry]) -> str:
-    if stored is not None and stored.currency is not None:
+    if stored is not None and stored.currency is not None and (
+            stored.tally is None or stored.tally.get("currency_known", True)):
         return str(stored.currency)
     for entry in entries:
         if entry.currency is not None:
             return entry.currency
+    if stored is not None and stored.currency is not None:
+        return str(stored.currency)
     return DEFAULT_CURRENCY
 
 

@@ -24,6 +24,7 @@ def tally_to_json(tally: ScorecardTally) -> dict[str, Any]:
     out: dict[str, Any] = {name: getattr(tally, name) for name in _INTS}
     out.update({name: format(getattr(tally, name), "f") for name in _DECIMALS})
     out["team"] = tally.team
+    out["currency_known"] = tally.currency_known
     team_key = getattr(tally, _TEAM_KEY)
     out["team_key"] = [team_key[0].isoformat(), team_key[1]] if team_key else None
     return out
@@ -40,6 +41,8 @@ def tally_from_json(collector_id: str, period: str, currency: str, book: SchemeB
     for name in _DECIMALS:
         setattr(tally, name, Decimal(stored[name]))
     tally.team = stored.get("team")
+    # Tallies stored before the flag existed keep the currency they were stored with.
+    tally.currency_known = bool(stored.get("currency_known", True))
     team_key = stored.get("team_key")
     if team_key:
         setattr(tally, _TEAM_KEY, (date.fromisoformat(team_key[0]), team_key[1]))

@@ -237,3 +237,27 @@ async def test_broken_promise_supersedes_a_kept_one_from_an_earlier_batch(uid, t
         card = await scorecard(client, "c1")
         assert card["promises_kept"] == 0 and card["bonuses"] == "0.00"
         assert card["payout"] == "0.00"
+
+
+async def test_scorecard_currency_is_set_by_the_first_money_entry_not_a_promise(uid, topics,
+                                                                                schema, producer):
+    async with running_service(uid, topics, schema) as client:
+        # a USD bank: the collector's first entry of the month is a promise (no currency)
+        await publish(producer, topics.promise_outcomes, promise("promise.kept", "L1", "PR1"))
+
+        async def kept() -> bool:
+            return (await scorecard(client, "c1")).get("promises_kept") == 1
+
+        await eventually(kept)
+        key, value = repayment("repayment.applied", "L1", "c1", "400.00")
+        value = value.replace(b'"currency":"CNY"', b'"currency":"USD"')
+        await publish(producer, topics.repayments_applied, (key, value))
+
+        async def credited() -> bool:
+            card = await scorecard(client, "c1")
+            return card.get("recovered") == "400.00" or card.get("foreign_entries") == 1
+
+        await eventually(credited)
+        card = await scorecard(client, "c1")
+        assert card["currency"] == "USD" and card["foreign_entries"] == 0
+        assert card["payout"] == "12.00"  # 0.5% of 400.00 + the kept bonus 10.00

@@ -114,6 +114,7 @@ class ScorecardTally:
         "cure_days",
         "cures",
         "currency",
+        "currency_known",
         "foreign",
         "kept",
         "kept_bonus",
@@ -131,6 +132,8 @@ class ScorecardTally:
         self.collector_id = collector_id
         self.period = check_period(period)
         self.currency = currency
+        # False until an entry with a currency is counted: till then `currency` is a default.
+        self.currency_known = False
         self._book = schemes if isinstance(schemes, SchemeBook) else SchemeBook(schemes)
         self._day_schemes: dict[date, Scheme] = {}
         self._team_key: tuple[date, str] | None = None
@@ -148,9 +151,11 @@ class ScorecardTally:
 
     def add(self, entry: CreditEntry) -> None:
         kind = entry.kind
-        if kind in _MONEY_KINDS and entry.currency is not None and entry.currency != self.currency:
-            self.foreign += 1
-            return
+        if kind in _MONEY_KINDS and entry.currency is not None:
+            if entry.currency != self.currency:
+                self.foreign += 1
+                return
+            self.currency_known = True
         if kind is EntryKind.CREDIT or kind is EntryKind.CLAWBACK:
             self.recovered += entry.amount
             self.commission += entry.amount * self._scheme(entry.on).rate(entry.stage)
