@@ -9,7 +9,9 @@ Decisions:
 - A relationship-manager stage goes to the loan's relationship manager, who need not be in the
   roster; without one, to the fallback team of the stage.
 - With no eligible collector the case waits in the team's queue (collector None, team set).
-- A case whose current owner is an eligible collector of the team asked for stays with them.
+- A case whose current owner is an eligible collector of the team asked for stays with them;
+  else it goes back to the ``preferred`` collector if eligible: the one who owned it when a
+  payment that moved it down arrived, now reversed (as if the payment had never come).
   The request that can meet this is a relationship-manager stage whose manager is inactive
   (the service turns it into a team request): the domain raises it again on every event,
   and the owner's own case in their load made the least-loaded choice move the case back
@@ -47,6 +49,8 @@ class AssignmentRequest:
     relationship_manager_id: str | None
     previous_collector_id: str | None
     business_date: date
+    # who the case should go back to if they fit: the owner a reversed payment had released
+    preferred_collector_id: str | None = None
 
 
 def _eligible(c: CollectorLoad, team: str) -> bool:
@@ -77,7 +81,7 @@ def resolve_assignment(request: AssignmentRequest,
     if request.team is None:
         return None, None
     pool = list(candidates)
-    keep = request.previous_collector_id
-    if any(c.collector_id == keep and _eligible(c, request.team) for c in pool):
-        return keep, request.team
+    for keep in (request.previous_collector_id, request.preferred_collector_id):
+        if any(c.collector_id == keep and _eligible(c, request.team) for c in pool):
+            return keep, request.team
     return choose_collector(pool, request.team), request.team

@@ -11,7 +11,8 @@ automation unassign at once (``case.unassigned``, with ``collector_id`` the coll
 the case); stages owned by a relationship manager or a team whose current owner does not fit
 return an :class:`AssignmentRequest`, which the service resolves against its roster
 (``assignment.resolve_assignment``) and records with :func:`apply_assignment`. A reassignment
-from A to B is one ``case.assigned`` with ``previous_collector_id`` A.
+from A to B is one ``case.assigned`` with ``previous_collector_id`` A. A reversal's request
+prefers the collector the reversed payment's arrival had released (``owner_at_receipt``).
 """
 
 from __future__ import annotations
@@ -144,14 +145,16 @@ def _wanted_owner(state: LoanState, policy: Policy) -> tuple[str, str | None]:
     return rule.owner, rule.team
 
 
-def _request(state: LoanState, policy: Policy) -> AssignmentRequest:
+def _request(state: LoanState, policy: Policy,
+             preferred: str | None = None) -> AssignmentRequest:
     kind, team = _wanted_owner(state, policy)
     return AssignmentRequest(state.loan_id, state.stage, kind, team,
                              state.relationship_manager_id, state.owner.collector_id,
-                             state.business_date)
+                             state.business_date, preferred)
 
 
-def _finish(state: LoanState, policy: Policy, events: list[Emitted]) -> Outcome:
+def _finish(state: LoanState, policy: Policy, events: list[Emitted],
+            preferred: str | None = None) -> Outcome:
     """Reconcile the owner with the stage, then index the next change by time alone."""
     kind, team = _wanted_owner(state, policy)
     owner, request = state.owner, None
@@ -160,9 +163,9 @@ def _finish(state: LoanState, policy: Policy, events: list[Emitted]) -> Outcome:
         events = events + owner_events
     elif kind == "relationship_manager" and state.relationship_manager_id:
         if owner.collector_id != state.relationship_manager_id:
-            request = _request(state, policy)
+            request = _request(state, policy, preferred)
     elif owner.collector_id is None or owner.team != team:
-        request = _request(state, policy)
+        request = _request(state, policy, preferred)
     state = state.evolve(next_transition_date=next_transition_date(state, policy))
     return Outcome(state, tuple(events), request)
 
@@ -231,9 +234,13 @@ def apply_repayment_received(state: LoanState, data: dict[str, Any], business_da
     state, promise_events = _promises(state, policy)
     state, stage_events = _settle(state, policy, "repayment")
     if _lower(policy, state.stage, stage_before):
-        # Only a payment that moved the loan down leaves a floor for its reversal.
+        # Only a payment that moved the loan down leaves a floor for its reversal, and the
+        # owner it found (released or replaced by `_finish`) to give the case back to.
         state = state.evolve(stage_at_receipt={**state.stage_at_receipt,
                                                payment_id: stage_before})
+        if state.owner.collector_id is not None:
+            state = state.evolve(owner_at_receipt={**state.owner_at_receipt,
+                                                   payment_id: state.owner.collector_id})
     assert change.applied is not None
     applied = outbound.repayment("repayment.applied", state, change.applied, value_date,
                                  dpd_before=dpd_before, reason="received")
@@ -251,8 +258,11 @@ def apply_repayment_reversed(state: LoanState, data: dict[str, Any], business_da
     payment = before.payment(payment_id)
     assert payment is not None and change.unapplied is not None
     floor = state.stage_at_receipt.get(payment_id)
+    preferred = state.owner_at_receipt.get(payment_id)
     receipts = {k: v for k, v in state.stage_at_receipt.items() if k != payment_id}
-    state = state.evolve(ledger=change.ledger, stage_at_receipt=receipts)
+    owners = {k: v for k, v in state.owner_at_receipt.items() if k != payment_id}
+    state = state.evolve(ledger=change.ledger, stage_at_receipt=receipts,
+                         owner_at_receipt=owners)
     promise_events: list[Emitted] = []
     stage_events: list[Emitted] = []
     if state.status != CLOSED_STATUS:
@@ -261,7 +271,7 @@ def apply_repayment_reversed(state: LoanState, data: dict[str, Any], business_da
     unapplied = outbound.repayment("repayment.unapplied", state, change.unapplied,
                                    payment.value_date, dpd_before=dpd_before, reason="reversed")
     events += [unapplied, *_reallocations(state, before, change, dpd_before)]
-    return _finish(state, policy, events + promise_events + stage_events)
+    return _finish(state, policy, events + promise_events + stage_events, preferred)
 
 
 def _flag_name(data: dict[str, Any]) -> str:

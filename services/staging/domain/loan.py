@@ -81,6 +81,9 @@ class LoanState:
     # For a surviving payment that moved the loan down: the stage it found on arrival, the
     # floor its reversal restores (see delinquency).
     stage_at_receipt: Mapping[str, str] = field(default_factory=dict)
+    # For such a payment, the collector who owned the case when it arrived: its reversal
+    # gives the case back to them if they still fit (see assignment).
+    owner_at_receipt: Mapping[str, str] = field(default_factory=dict)
     # Who each payment's repayment.applied credited: its un-application names the same
     # collector even when the owner changed later that day (a cure unassigns at once).
     credited: Mapping[str, str | None] = field(default_factory=dict)
@@ -144,6 +147,7 @@ class LoanState:
             "owner_history": [[iso(p.since), p.collector_id] for p in self.owner_history],
             "promises": [p.to_dict() for p in self.promises],
             "stage_at_receipt": dict(self.stage_at_receipt),
+            "owner_at_receipt": dict(self.owner_at_receipt),
             "credited": dict(self.credited),
             "next_seq": self.next_seq, "policy_version": self.policy_version,
             "next_transition_date": iso(self.next_transition_date),
@@ -166,6 +170,7 @@ class LoanState:
                                 for s, c in d["owner_history"]),
             promises=tuple(Promise.from_dict(p) for p in d["promises"]),
             stage_at_receipt=dict(d.get("stage_at_receipt", {})),
+            owner_at_receipt=dict(d.get("owner_at_receipt", {})),
             credited=dict(d.get("credited", {})),
             next_seq=d["next_seq"], policy_version=d.get("policy_version"),
             next_transition_date=from_iso(d.get("next_transition_date")),

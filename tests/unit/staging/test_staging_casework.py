@@ -98,3 +98,24 @@ async def test_fallback_owner_of_an_inactive_relationship_manager_keeps_the_case
         assert state.owner.collector_id == "n1"
     assert [t for t, _ in _sent(ctx)].count("case.assigned") == 1
     assert work.deltas == {"n1": 1}
+
+
+async def test_reversal_returns_the_case_to_the_collector_its_payment_released(roster):
+    """A bounced payment that had cured a team case ends as if it never came: the case goes
+    back to the collector who owned it, not to whoever is least loaded by then."""
+    roster["i1"] = store.Collector("i1", "I1", "intensive", 10, True, 0)
+    roster["i2"] = store.Collector("i2", "I2", "intensive", 10, True, 0)
+    ctx = BatchContext(None, TopicNames(""), "urn:test")  # type: ignore[arg-type]
+    on = date(2026, 3, 8)
+    work = Casework(ctx, DEFAULT_POLICY_SET, on, {})
+    state = await work.record(handlers.age_to(_loan(), on, DEFAULT_POLICY))
+    assert (state.stage, state.owner.collector_id) == ("intensive", "i1")
+    roster["i1"].open_cases += 3  # other cases meanwhile
+    state = await work.record(handlers.apply_repayment_received(state, {
+        "payment_id": "P1", "amount": "100.00", "currency": "CNY", "value_date": "2026-03-08"},
+        on, DEFAULT_POLICY))
+    assert (state.stage, state.owner.collector_id) == ("current", None)
+    state = await work.record(handlers.apply_repayment_reversed(
+        state, {"payment_id": "P1", "reason": "chargeback"}, on, DEFAULT_POLICY))
+    assert (state.stage, state.owner.collector_id) == ("intensive", "i1")
+    assert state.owner_history[-1].collector_id == "i1"
