@@ -27,6 +27,11 @@ TEAMS = ("negotiation", "intensive", "legal", "recovery")
 OWNER_KINDS = ("none", "automated", "relationship_manager", "team")
 PRODUCTS = ("credit_card", "consumer_loan", "mortgage", "housing_fund_loan", "business_loan")
 
+# Day counts (DPD thresholds, grace days) are bounded: the engine adds them to business dates,
+# and a threshold past year 9999 made every evaluation near it raise OverflowError (each event
+# of such a loan dead-lettered, end of day retrying forever). 100 years is beyond any policy.
+MAX_DAYS = 36_500
+
 _TOP_KEYS = {"version", "tolerance", "promise_grace_days", "stages", "products"}
 _OVERRIDE_KEYS = {"tolerance", "promise_grace_days", "stages"}
 _STAGE_KEYS = {"name", "dpd_min", "dpd_max", "owner", "team", "sticky"}
@@ -146,8 +151,8 @@ def _check_tolerance(value: Any, field: str) -> list[dict[str, str]]:
 
 
 def _check_grace(value: Any, field: str) -> list[dict[str, str]]:
-    if not _is_int(value) or value < 0:
-        return [_err(field, "must be an integer >= 0")]
+    if not _is_int(value) or not 0 <= value <= MAX_DAYS:
+        return [_err(field, f"must be an integer from 0 to {MAX_DAYS}")]
     return []
 
 
@@ -181,10 +186,11 @@ def _check_range(item: Mapping[str, Any], path: str) -> list[dict[str, str]]:
         if low is not None or high is not None:
             return [_err(f"{path}.dpd_min", "special is entered by flag only: must be null")]
         return []
-    if not isinstance(low, int) or isinstance(low, bool) or low < 0:
-        return [_err(f"{path}.dpd_min", "must be an integer >= 0")]
-    if high is not None and (not _is_int(high) or high < low):
-        return [_err(f"{path}.dpd_max", "must be null (open-ended) or an integer >= dpd_min")]
+    if not _is_int(low) or not 0 <= low <= MAX_DAYS:
+        return [_err(f"{path}.dpd_min", f"must be an integer from 0 to {MAX_DAYS}")]
+    if high is not None and (not _is_int(high) or not low <= high <= MAX_DAYS):
+        return [_err(f"{path}.dpd_max",
+                     f"must be null (open-ended) or an integer from dpd_min to {MAX_DAYS}")]
     return []
 
 

@@ -155,3 +155,21 @@ def test_parse_refuses_invalid_document():
     with pytest.raises(PolicyInvalid) as info:
         parse_policy(d)
     assert info.value.errors[0]["field"] == "stages[2].dpd_min"
+
+
+@pytest.mark.parametrize(("path", "value", "field"), [
+    (("stages", 5, "dpd_min"), 10_000_000, "stages[5].dpd_min"),
+    (("stages", 4, "dpd_max"), 10_000_000, "stages[4].dpd_max"),
+    (("promise_grace_days",), 1_000_000_000, "promise_grace_days"),
+])
+def test_day_counts_beyond_any_calendar_are_refused(path, value, field):
+    """Such a policy used to validate, then every evaluation of a loan near the threshold (or
+    with a promise) raised OverflowError: each of its events dead-lettered, end of day stuck."""
+    bad = doc()
+    target = bad
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    if path == ("stages", 5, "dpd_min"):
+        bad["stages"][4]["dpd_max"] = value - 1
+    assert field in fields(validate_policy(bad))
