@@ -3,6 +3,10 @@
 A scheme change is applied at once: in the transaction that stores the new version, every
 scorecard of a period that ends on or after its `effective_from` is recomputed from the ledger
 and the ones that changed are published as `scorecard.updated` through the outbox.
+
+Decision: a closed period is paid and final, so a scheme may not take effect on or before the
+last day of a closed period (422 on `effective_from`): it would recompute that month's payouts
+and change the rate at which its credits are later clawed back.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from services.incentives.domain import (
     scheme_to_doc,
     validate_scheme,
 )
-from services.incentives.domain.periods import check_period
+from services.incentives.domain.periods import check_period, latest_closed_reached
 from services.incentives.tallies import scorecard_from_doc
 from shared import outbox
 from shared.api import require
@@ -60,6 +64,12 @@ async def put_scheme(runtime: Runtime, engine: AsyncEngine, doc: dict[str, Any])
         errors = validate_scheme(doc)
         if not errors and doc["version"] != following:
             errors = [{"field": "version", "message": f"must be {following}, the next version"}]
+        if not errors:
+            reached = latest_closed_reached(date.fromisoformat(str(doc["effective_from"])),
+                                            await store.load_closed_periods(conn))
+            if reached is not None:
+                errors = [{"field": "effective_from",
+                           "message": f"must be after {reached}, a closed period"}]
         if errors:
             fields = ", ".join(dict.fromkeys(e["field"] for e in errors))
             raise Problem(422, f"invalid scheme: {fields}", errors=errors)

@@ -204,6 +204,16 @@ async def test_scheme_change_recomputes_and_closed_period_clawback(uid, topics, 
 
         closed = await client.post("/v1/periods/2026-03/close", headers=ADMIN)
         assert closed.status_code == 200
+        # March is paid: a scheme may not reach back into it
+        doc["effective_from"] = "2026-03-31"
+        doc["commission"] = dict(doc["commission"], early="0.02")
+        refused = await client.put("/v1/scheme", json=doc, headers=ADMIN)
+        assert refused.status_code == 422, refused.text
+        assert refused.headers["content-type"].startswith("application/problem+json")
+        assert [e["field"] for e in refused.json()["errors"]] == ["effective_from"]
+        assert (await scorecard(client, "c1"))["payout"] == "4.00"
+        doc["effective_from"] = "2026-04-01"
+        assert (await client.put("/v1/scheme", json=doc, headers=ADMIN)).status_code == 200
         april = datetime(2026, 4, 3, 9, 0, tzinfo=UTC)
         await publish(producer, topics.repayments_applied,
                       repayment("repayment.unapplied", "L1", "c1", "400.00", at=april))

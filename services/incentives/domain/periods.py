@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from calendar import monthrange
+from collections.abc import Iterable
 from datetime import date, timedelta
 
 _PERIOD_RE = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
@@ -50,3 +51,10 @@ def business_days_between(start: date, end: date, holidays: frozenset[date] = fr
     if holidays:
         count -= sum(1 for h in holidays if start < h <= end and h.weekday() < _SATURDAY)
     return count
+
+
+def latest_closed_reached(day: date, closed_periods: Iterable[str]) -> str | None:
+    """The latest closed period that ends on or after `day` (a scheme effective from `day` would
+    change it), or None."""
+    reached = [p for p in closed_periods if period_bounds(p)[1] >= day]
+    return max(reached, default=None)

@@ -11,6 +11,7 @@ from services.incentives.domain import (
     scheme_to_doc,
     validate_scheme,
 )
+from services.incentives.domain.periods import latest_closed_reached
 
 
 def doc(**changes):
@@ -124,3 +125,11 @@ def test_scheme_on_picks_the_version_in_effect():
     assert scheme_on(versions, date(2026, 1, 1)) is v3
     with pytest.raises(LookupError):
         scheme_on(versions, date(2024, 12, 31))
+
+
+def test_a_scheme_may_not_reach_into_a_closed_period():
+    closed = {"2026-01", "2026-03"}
+    assert latest_closed_reached(date(2026, 3, 31), closed) == "2026-03"
+    assert latest_closed_reached(date(2026, 2, 10), closed) == "2026-03"
+    assert latest_closed_reached(date(2026, 4, 1), closed) is None
+    assert latest_closed_reached(date(2026, 4, 1), set()) is None
