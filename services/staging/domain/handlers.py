@@ -96,9 +96,17 @@ def _catch_up(state: LoanState, on: date, policy: Policy) -> tuple[LoanState, li
     A loan several business days behind (end of day skipped it, staging caught up after an
     outage, closes replayed back to back) gets the same stage history and events as one aged
     every day: early is entered on its own date before negotiation, and so on.
+
+    A loan last evaluated under another policy version is re-evaluated even when it is
+    already at ``on``: after ``PUT /v1/policy`` its stage may be one the new policy lacks,
+    and every step after this one reads the stage's rule.
     """
-    if state.status == CLOSED_STATUS or on <= state.business_date:
+    if state.status == CLOSED_STATUS:
         return state, []
+    if on <= state.business_date:
+        if state.policy_version == policy.version:
+            return state, []
+        return _age_once(state, state.business_date, policy)
     events: list[Emitted] = []
     for _ in range(1000):  # a loan has a handful of transitions; the bound is a safety net
         step = next_transition_date(state, policy)

@@ -191,3 +191,28 @@ def test_evolve_is_replace_without_init():
     assert changed.to_dict() == dict(s.to_dict(), stage="write_off", dpd=181)
     with pytest.raises(TypeError):
         s.evolve(stagee="x")
+
+
+def _merged_policy():
+    """Version 2: negotiation absorbs intensive (the stage no longer exists)."""
+    import copy
+
+    from services.staging.domain.policy import DEFAULT_POLICY_DOCUMENT, parse_policy
+    doc = copy.deepcopy(DEFAULT_POLICY_DOCUMENT)
+    doc["version"] = 2
+    doc["stages"][2]["dpd_max"] = 90
+    del doc["stages"][3]
+    return parse_policy(doc).default
+
+
+def test_an_event_on_the_day_of_a_policy_change_evaluates_under_the_new_policy():
+    """A loan aged today under version 1 sits in a stage version 2 dropped; any event the same
+    day re-evaluates it first (a promise used to fail with KeyError: dead-lettered)."""
+    p2 = _merged_policy()
+    s = age(missed(new_loan(rm=None), 1, day(4), "100.00").state, day(70)).state
+    assert s.stage == "intensive" and s.policy_version == 1
+    out = promise(s, "PR1", "50.00", day(75), policy=p2)
+    assert (out.state.stage, out.state.policy_version) == ("negotiation", 2)
+    assert [(e["from_stage"], e["to_stage"]) for e in of_type(out, "stage.changed")] == [
+        ("intensive", "negotiation")]
+    assert request_reassignment(out.state, p2) is not None
