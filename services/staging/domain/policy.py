@@ -186,7 +186,7 @@ def _check_range(item: Mapping[str, Any], path: str) -> list[dict[str, str]]:
         if low is not None or high is not None:
             return [_err(f"{path}.dpd_min", "special is entered by flag only: must be null")]
         return []
-    if not _is_int(low) or not 0 <= low <= MAX_DAYS:
+    if not isinstance(low, int) or isinstance(low, bool) or not 0 <= low <= MAX_DAYS:
         return [_err(f"{path}.dpd_min", f"must be an integer from 0 to {MAX_DAYS}")]
     if high is not None and (not _is_int(high) or not low <= high <= MAX_DAYS):
         return [_err(f"{path}.dpd_max",
