@@ -24,6 +24,7 @@ def tally_to_json(tally: ScorecardTally) -> dict[str, Any]:
     out: dict[str, Any] = {name: getattr(tally, name) for name in _INTS}
     out.update({name: format(getattr(tally, name), "f") for name in _DECIMALS})
     out["team"] = tally.team
+    out["timed_cures"] = tally.timed_cures
     out["currency_known"] = tally.currency_known
     team_key = getattr(tally, _TEAM_KEY)
     out["team_key"] = [team_key[0].isoformat(), team_key[1]] if team_key else None
@@ -38,6 +39,8 @@ def tally_from_json(collector_id: str, period: str, currency: str, book: SchemeB
         return tally
     for name in _INTS:
         setattr(tally, name, int(stored[name]))
+    # Tallies stored before `timed_cures` existed averaged over every cure they counted.
+    tally.timed_cures = int(stored.get("timed_cures", tally.cures))
     for name in _DECIMALS:
         setattr(tally, name, Decimal(stored[name]))
     tally.team = stored.get("team")

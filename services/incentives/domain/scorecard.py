@@ -12,7 +12,10 @@ Decisions where PRODUCT.md is silent:
   assigned in earlier months) or go below 0 (claw-backs of earlier months landing here). The
   composite clamps each component to [0, 1], so it always lies in [0, 1].
 - Kept rate = kept / (kept + broken): promises still open do not count against the collector.
-- Average days to cure is None when there is no cure.
+- Average days to cure is None when there is no cure. It averages the cures dated in the period
+  that still stand: a cure and its reversal move the count and the bonus of the period they
+  land in, but only a cure dated in the period (and its reversal) moves the average, so a
+  reversal of a closed month's cure landing here cannot make it wrong or negative.
 - A payout is never negative: claw-backs beyond the period's earnings are not carried forward.
 - Entries in another currency than the scorecard's are ignored and counted in `foreign_entries`;
   entries without a currency (promises, complaints, credits when staging omits it) count.
@@ -29,7 +32,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any, Final
 
 from services.incentives.domain.ledger import CreditEntry, EntryKind
-from services.incentives.domain.periods import check_period, period_bounds
+from services.incentives.domain.periods import check_period, period_bounds, period_of
 from services.incentives.domain.scheme import Scheme, SchemeBook
 from shared.money import round_money
 
@@ -124,6 +127,7 @@ class ScorecardTally:
         "period",
         "recovered",
         "team",
+        "timed_cures",
     )
 
     def __init__(
@@ -138,7 +142,7 @@ class ScorecardTally:
         self._day_schemes: dict[date, Scheme] = {}
         self._team_key: tuple[date, str] | None = None
         self.team: str | None = None
-        self.cases = self.cures = self.cure_days = 0
+        self.cases = self.cures = self.cure_days = self.timed_cures = 0
         self.made = self.kept = self.broken = self.minor = self.major = self.foreign = 0
         self.arrears = self.recovered = self.commission = ZERO
         self.cure_bonus = self.kept_bonus = ZERO
@@ -166,7 +170,9 @@ class ScorecardTally:
         elif kind is EntryKind.CURE or kind is EntryKind.CURE_REVERSED:
             sign = 1 if kind is EntryKind.CURE else -1
             self.cures += sign
-            self.cure_days += sign * (entry.days_to_cure or 0)
+            if period_of(entry.on) == self.period:
+                self.timed_cures += sign
+                self.cure_days += sign * (entry.days_to_cure or 0)
             self.cure_bonus += sign * self._scheme(entry.on).cure_bonus
         elif kind is EntryKind.PROMISE_MADE:
             self.made += 1
@@ -207,7 +213,9 @@ class ScorecardTally:
             + weights["quality"] * multiplier
         )
         avg_days = (
-            _places(Decimal(self.cure_days) / self.cures, _DAYS_PLACES) if self.cures > 0 else None
+            _places(Decimal(self.cure_days) / self.timed_cures, _DAYS_PLACES)
+            if self.timed_cures > 0
+            else None
         )
         return Scorecard(
             collector_id=self.collector_id,

@@ -14,16 +14,19 @@ from incentive_events import (
 
 from services.incentives.domain import (
     DEFAULT_SCHEME,
+    SchemeBook,
     ScorecardTally,
     assignment_from_assigned,
     clawback_for_unapplied,
     compute_scorecard,
     credit_for_applied,
     cure_for_stage_changed,
+    cure_reversal_for_stage_changed,
     entries_for_assigned,
     entry_for_complaint,
     entry_for_promise,
 )
+from services.incentives.tallies import tally_from_json, tally_to_json
 
 MARCH = "2025-03"
 SCHEMES = [DEFAULT_SCHEME]
@@ -182,3 +185,45 @@ def test_no_scheme_in_effect_is_an_error():
     late = replace(DEFAULT_SCHEME, effective_from=date(2025, 4, 1))
     with pytest.raises(LookupError):
         card(credits(("1.00", date(2025, 3, 4), "legal")), schemes=[late])
+
+
+def test_a_cure_reversed_from_a_closed_month_does_not_distort_average_days_to_cure():
+    # February's cure (19 business days) is reversed after February closed: it lands in March
+    feb_owner = assignment_from_assigned(assigned("c1", date(2025, 1, 31), loan_id="L9"))
+    [feb_cure] = cure_for_stage_changed(
+        stage_changed("early", "current", date(2025, 2, 27), loan_id="L9"), feb_owner
+    )
+    back = cure_reversal_for_stage_changed(
+        stage_changed("current", "early", date(2025, 3, 4), reason="reversal", loan_id="L9"),
+        feb_cure, {"2025-02"}, MARCH,
+    )
+    entries = list(back)
+    for loan, cured in (("L1", date(2025, 3, 7)), ("L2", date(2025, 3, 17))):
+        owner = assignment_from_assigned(assigned("c1", date(2025, 3, 3), loan_id=loan))
+        entries += cure_for_stage_changed(
+            stage_changed("early", "current", cured, loan_id=loan), owner
+        )
+    sc = card(entries)
+    assert sc.cures == 1  # 2 of March's own, 1 of February's taken back
+    assert sc.bonuses == Decimal("50.00")
+    assert sc.avg_days_to_cure == Decimal("7.00")  # March's cures: (4 + 10) / 2
+    # reversed in its own month, a cure leaves the average of the others
+    [own] = cure_reversal_for_stage_changed(
+        stage_changed("current", "early", date(2025, 3, 20), reason="reversal", loan_id="L2"),
+        entries[-1], set(), MARCH,
+    )
+    assert card([*entries, own]).avg_days_to_cure == Decimal("4.00")
+
+
+def test_a_stored_tally_restores_every_running_total():
+    owner = assignment_from_assigned(assigned("c1", date(2025, 3, 3)))
+    entries = entries_for_assigned(assigned("c1", date(2025, 3, 3)), Decimal("90.00"), "CNY")
+    entries += cure_for_stage_changed(stage_changed("early", "current", date(2025, 3, 7)), owner)
+    entries += credits(("30.00", date(2025, 3, 4), "legal"))
+    entries += entry_for_promise(promise("promise.kept", date(2025, 3, 10)))
+    tally = ScorecardTally("c1", MARCH, "CNY", SCHEMES)
+    for e in entries:
+        tally.add(e)
+    restored = tally_from_json("c1", MARCH, "CNY", SchemeBook(SCHEMES), tally_to_json(tally))
+    assert restored.scorecard() == tally.scorecard()
+    assert restored.currency_known and restored.timed_cures == 1
