@@ -11,7 +11,7 @@ and change the rate at which its credits are later clawed back.
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import date, datetime, tzinfo
 from typing import Any
 
 from fastapi import APIRouter, Body, Depends, Query
@@ -35,9 +35,10 @@ from shared.problems import Problem
 from shared.service import Runtime
 
 
-def _period(value: str | None, name: str = "period") -> str:
+def _period(value: str | None, zone: tzinfo, name: str = "period") -> str:
+    """`value` checked, or the current month in the bank's zone when it is omitted."""
     if value is None:
-        return period_of(datetime.now(UTC).date())
+        return period_of(datetime.now(zone).date())
     try:
         return check_period(value)
     except ValueError:
@@ -45,16 +46,17 @@ def _period(value: str | None, name: str = "period") -> str:
                       errors=[{"field": name, "message": "must be YYYY-MM"}]) from None
 
 
-async def scheme_view(engine: AsyncEngine) -> dict[str, Any]:
+async def scheme_view(engine: AsyncEngine, zone: tzinfo) -> dict[str, Any]:
     async with engine.connect() as conn:
         schemes = await store.load_schemes(conn)
-    today = datetime.now(UTC).date()
+    today = datetime.now(zone).date()
     current = SchemeBook(schemes).on(today)
     return {"current": scheme_to_doc(current),
             "versions": [scheme_to_doc(s) for s in schemes]}
 
 
-async def put_scheme(runtime: Runtime, engine: AsyncEngine, doc: dict[str, Any]) -> dict:
+async def put_scheme(runtime: Runtime, engine: AsyncEngine, doc: dict[str, Any],
+                     zone: tzinfo) -> dict:
     doc = dict(doc)
     async with engine.begin() as conn:
         await store.lock_scorecards(conn)
@@ -82,12 +84,12 @@ async def put_scheme(runtime: Runtime, engine: AsyncEngine, doc: dict[str, Any])
         scoring.publish(ctx, updated)
         s = runtime.settings
         await outbox.write(conn, ctx.outbox, s.relay_shards, s.schema_name)
-    view = await scheme_view(engine)
+    view = await scheme_view(engine, zone)
     view["recomputed_periods"] = periods
     return view
 
 
-def build_router(runtime: Runtime) -> APIRouter:
+def build_router(runtime: Runtime, zone: tzinfo) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["incentives"])
 
     def engine() -> AsyncEngine:
@@ -96,7 +98,7 @@ def build_router(runtime: Runtime) -> APIRouter:
 
     @router.get("/scorecards/{collector_id}", dependencies=[Depends(require("read"))])
     async def get_scorecard(collector_id: str, period: str | None = None) -> dict[str, Any]:
-        wanted = _period(period)
+        wanted = _period(period, zone)
         async with engine().connect() as conn:
             doc = await store.scorecard_doc(conn, collector_id, wanted)
         if doc is None:
@@ -107,7 +109,7 @@ def build_router(runtime: Runtime) -> APIRouter:
     async def leaderboard(period: str | None = None, team: str | None = None,
                           limit: int = Query(100, ge=1, le=1000),
                           cursor: str | None = None) -> dict[str, Any]:
-        wanted, offset = _period(period), decode_cursor(cursor, int, 0)
+        wanted, offset = _period(period, zone), decode_cursor(cursor, int, 0)
         async with engine().connect() as conn:
             cards = [scorecard_from_doc(d) for d in await store.period_docs(conn, wanted, team)]
         rows = rank(cards, None)
@@ -125,15 +127,15 @@ def build_router(runtime: Runtime) -> APIRouter:
 
     @router.get("/scheme", dependencies=[Depends(require("read"))])
     async def get_scheme() -> dict[str, Any]:
-        return await scheme_view(engine())
+        return await scheme_view(engine(), zone)
 
     @router.put("/scheme", dependencies=[Depends(require("admin"))])
     async def replace_scheme(doc: dict[str, Any] = Body(...)) -> dict[str, Any]:
-        return await put_scheme(runtime, engine(), doc)
+        return await put_scheme(runtime, engine(), doc, zone)
 
     @router.post("/periods/{period}/close", dependencies=[Depends(require("admin"))])
     async def close(period: str) -> dict[str, Any]:
-        wanted = _period(period)
+        wanted = _period(period, zone)
         async with engine().begin() as conn:
             closed_at = await store.close_period(conn, wanted)
         return {"period": wanted, "closed": True, "closed_at": closed_at.isoformat()}

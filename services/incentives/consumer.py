@@ -8,18 +8,21 @@ writes the loans back, appends the ledger entries with one INSERT ... ON CONFLIC
 `scorecard.updated` per changed scorecard.
 
 Decision (arrival period): a claw-back or a complaint "arrives" in the month of the event's
-`time`, moved forward to the first open month when that month is closed or not after the
-original one: nothing ever lands in a closed month. The same holds for every other entry: a
-back-valued repayment (or a cure, a promise outcome) whose month was closed meanwhile counts in
-the first open month after it, keeping its own date, so the rate is still the one of its value
-date. A closed month's scorecard is what was paid; it never changes.
+`time` read in the bank's time zone (`QS_INCENTIVES_TIMEZONE`, not the producer's offset),
+moved forward to the first open month when that month is closed or not after the original one:
+nothing ever lands in a closed month. The same holds for every other entry: a back-valued
+repayment (or a cure, a promise outcome) whose month was closed meanwhile counts in the first
+open month after it, keeping its own date, so the rate is still the one of its value date. A
+closed month's scorecard is what was paid; it never changes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
+from datetime import tzinfo
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from services.incentives import scoring, store
 from services.incentives.domain import (
@@ -40,6 +43,7 @@ from services.incentives.domain import (
     period_of,
     promise_entry_id,
 )
+from services.incentives.settings import DEFAULT_TIMEZONE
 from shared.consumer import ConsumerSpec
 from shared.context import BatchContext, Rejected
 from shared.events import Event
@@ -52,6 +56,7 @@ from shared.topics import (
 )
 
 _STATE = "incentives"
+DEFAULT_ZONE: tzinfo = ZoneInfo(DEFAULT_TIMEZONE)
 # Types whose rules need the loan's stored facts (assignment, arrears, last cure).
 _NEEDS_LOAN = frozenset({"case.assigned", "case.unassigned", "stage.changed",
                          "complaint.recorded"})
@@ -66,6 +71,7 @@ class BatchState:
     teams: dict[str, str] = field(default_factory=dict)
     # Ids of entries already in the ledger that this batch's rules ask about (kept promises).
     known_entries: set[str] = field(default_factory=set)
+    zone: tzinfo = DEFAULT_ZONE
 
 
 def _state(ctx: BatchContext) -> BatchState:
@@ -83,8 +89,10 @@ def as_mapping(event: Event) -> dict[str, Any]:
             "data": event.data.__dict__}
 
 
-def arrival_period(event: Event, closed: set[str], after: str | None = None) -> str:
-    year, month = event.time.year, event.time.month
+def arrival_period(event: Event, closed: set[str], after: str | None = None,
+                   zone: tzinfo = DEFAULT_ZONE) -> str:
+    local = event.time.astimezone(zone)
+    year, month = local.year, local.month
     period = f"{year:04d}-{month:02d}"
     while period in closed or (after is not None and period <= after):
         year, month = (year + 1, 1) if month == 12 else (year, month + 1)
@@ -98,7 +106,8 @@ def _keep(state: BatchState, event: Event, entries: list[CreditEntry]) -> list[C
     kept = []
     for entry in entries:
         if entry.period in state.closed:
-            entry = replace(entry, period=arrival_period(event, state.closed, after=entry.period))
+            landing = arrival_period(event, state.closed, entry.period, state.zone)
+            entry = replace(entry, period=landing)
         kept.append(state.entries.setdefault(entry.entry_id, entry))
     return kept
 
@@ -113,7 +122,7 @@ async def apply_repayment(ctx: BatchContext, event: Event) -> None:
 async def claw_back_repayment(ctx: BatchContext, event: Event) -> None:
     state = _state(ctx)
     original = period_of(event.data.value_date)
-    arrival = arrival_period(event, state.closed, after=original)
+    arrival = arrival_period(event, state.closed, original, state.zone)
     _keep(state, event, clawback_for_unapplied(as_mapping(event), state.closed, arrival))
 
 
@@ -144,7 +153,7 @@ async def change_stage(ctx: BatchContext, event: Event) -> None:
     last = loans.last_cure.get(loan_id)
     after = last.period if last is not None else None
     reversals = cure_reversal_for_stage_changed(
-        raw, last, state.closed, arrival_period(event, state.closed, after=after))
+        raw, last, state.closed, arrival_period(event, state.closed, after, state.zone))
     cures = _keep(state, event, cures)
     _keep(state, event, reversals)
     if cures:
@@ -172,7 +181,7 @@ async def record_complaint(ctx: BatchContext, event: Event) -> None:
     state = _state(ctx)
     assignment = state.loans.assignments.get(event.data.loan_id)
     _keep(state, event, entry_for_complaint(as_mapping(event), assignment,
-                                     arrival_period(event, state.closed)))
+                                     arrival_period(event, state.closed, zone=state.zone)))
 
 
 Handler = Callable[[BatchContext, Event], Awaitable[None]]
@@ -207,7 +216,8 @@ HANDLERS: dict[str, Handler] = {
 # --- batch hooks ------------------------------------------------------------------------------
 
 
-async def load_batch(ctx: BatchContext, events: list[Event]) -> None:
+async def load_batch(ctx: BatchContext, events: list[Event],
+                     zone: tzinfo = DEFAULT_ZONE) -> None:
     conn = ctx.conn
     # Taken first: a scheme change recomputing scorecards must not interleave with this batch.
     await store.lock_scorecards(conn)
@@ -217,7 +227,8 @@ async def load_batch(ctx: BatchContext, events: list[Event]) -> None:
                                           if e.type in _NEEDS_LOAN))
     known = await store.existing_entries(
         conn, [i for e in events if (i := _kept_entry_id(e)) is not None])
-    ctx.state[_STATE] = BatchState(store.book_of(schemes), closed, loans, known_entries=known)
+    ctx.state[_STATE] = BatchState(store.book_of(schemes), closed, loans, known_entries=known,
+                                   zone=zone)
 
 
 async def write_batch(ctx: BatchContext) -> None:
@@ -231,12 +242,15 @@ async def write_batch(ctx: BatchContext) -> None:
         scoring.publish(ctx, await scoring.fold_in(conn, state.book, fresh))
 
 
-def consumer_spec(name: str = "incentives") -> ConsumerSpec:
+def consumer_spec(name: str = "incentives", zone: tzinfo = DEFAULT_ZONE) -> ConsumerSpec:
+    async def before_batch(ctx: BatchContext, events: list[Event]) -> None:
+        await load_batch(ctx, events, zone)
+
     return ConsumerSpec(
         name=name,
         topics=[COLLECTION_ASSIGNMENTS, REPAYMENTS_APPLIED, PROMISE_OUTCOMES,
                 COLLECTION_STAGES, LOAN_EVENTS],
-        handlers=HANDLERS, before_batch=load_batch, after_batch=write_batch)
+        handlers=HANDLERS, before_batch=before_batch, after_batch=write_batch)
 
 
 __all__ = ["HANDLERS", "arrival_period", "consumer_spec"]

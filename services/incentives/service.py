@@ -9,16 +9,29 @@ from fastapi import APIRouter
 
 from services.incentives.api import build_router
 from services.incentives.consumer import consumer_spec
+from services.incentives.settings import IncentivesSettings
 from shared.consumer import ConsumerSpec
 from shared.service import Runtime, ServiceDefinition
 
 
+def incentives_settings(runtime: Runtime) -> IncentivesSettings:
+    """The runtime's settings as the incentives' own (extra fields from the environment)."""
+    if isinstance(runtime.settings, IncentivesSettings):
+        return runtime.settings
+    if "settings" not in runtime.extras:
+        base = runtime.settings.model_dump(exclude_unset=True)
+        base.update(service=runtime.settings.service, port=runtime.settings.port)
+        runtime.extras["settings"] = IncentivesSettings(**base)
+    settings: IncentivesSettings = runtime.extras["settings"]
+    return settings
+
+
 def consumer(runtime: Runtime) -> ConsumerSpec:
-    return consumer_spec()
+    return consumer_spec(zone=incentives_settings(runtime).zone)
 
 
 def routers(runtime: Runtime) -> Sequence[APIRouter]:
-    return [build_router(runtime)]
+    return [build_router(runtime, incentives_settings(runtime).zone)]
 
 
 DEFINITION = ServiceDefinition(

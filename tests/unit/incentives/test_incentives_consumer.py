@@ -7,9 +7,14 @@ import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from pydantic import ValidationError
 
 from services.incentives import consumer, store
 from services.incentives.domain import DEFAULT_SCHEME, EntryKind, SchemeBook, compute_scorecard
+from services.incentives.settings import IncentivesSettings
 from services.incentives.tallies import event_data
 from shared.context import BatchContext
 from shared.events import new_event
@@ -116,3 +121,26 @@ async def test_a_kept_reversal_landing_in_a_later_month_publishes_a_valid_scorec
     card = compute_scorecard("c1", "2026-05", entries, [DEFAULT_SCHEME], "CNY")
     assert card.promises_kept == -1 and card.bonuses == Decimal("-10.00")
     new_event("scorecard.updated", source="urn:test", data=event_data(card, "T1"))
+
+
+async def test_a_complaint_arrives_in_the_month_of_the_bank_time_zone_not_of_the_offset():
+    # 01:00 on 1 April in Shanghai, written by a producer in UTC or in +08:00: the same instant
+    complaint = {"loan_id": "L1", "complaint_id": "CP1", "collector_id": "c1",
+                 "severity": "minor", "note": "rude call"}
+    for at in (datetime(2026, 3, 31, 17, 0, tzinfo=UTC),
+               datetime(2026, 4, 1, 1, 0, tzinfo=ZoneInfo("Asia/Shanghai"))):
+        [entry] = await handle(batch(), event("complaint.recorded", complaint, at=at))
+        assert entry.period == "2026-04"
+    # the zone is the bank's, configurable
+    ctx = batch()
+    ctx.state["incentives"].zone = ZoneInfo("Europe/London")
+    [entry] = await handle(ctx, event("complaint.recorded", complaint,
+                                      at=datetime(2026, 3, 31, 17, 0, tzinfo=UTC)))
+    assert entry.period == "2026-03"
+
+
+def test_the_bank_time_zone_is_a_checked_setting():
+    assert IncentivesSettings().zone == ZoneInfo("Asia/Shanghai")
+    assert IncentivesSettings(incentives_timezone="Europe/London").zone.key == "Europe/London"
+    with pytest.raises(ValidationError):
+        IncentivesSettings(incentives_timezone="Mars/Olympus")
