@@ -6,7 +6,9 @@ and the ones that changed are published as `scorecard.updated` through the outbo
 
 Decision: a closed period is paid and final, so a scheme may not take effect on or before the
 last day of a closed period (422 on `effective_from`): it would recompute that month's payouts
-and change the rate at which its credits are later clawed back.
+and change the rate at which its credits are later clawed back. Closing is for months that
+have ended (422 on `period` otherwise): a month closed early, or a future one closed by a typo,
+would send all its credits to the next month, and a period cannot be reopened.
 """
 
 from __future__ import annotations
@@ -25,7 +27,11 @@ from services.incentives.domain import (
     scheme_to_doc,
     validate_scheme,
 )
-from services.incentives.domain.periods import check_period, latest_closed_reached
+from services.incentives.domain.periods import (
+    check_period,
+    latest_closed_reached,
+    period_bounds,
+)
 from services.incentives.tallies import scorecard_from_doc
 from shared import outbox
 from shared.api import require
@@ -136,6 +142,10 @@ def build_router(runtime: Runtime, zone: tzinfo) -> APIRouter:
     @router.post("/periods/{period}/close", dependencies=[Depends(require("admin"))])
     async def close(period: str) -> dict[str, Any]:
         wanted = _period(period, zone)
+        if period_bounds(wanted)[1] >= datetime.now(zone).date():
+            raise Problem(422, f"period {wanted} has not ended",
+                          errors=[{"field": "period", "message": "must be a month that has "
+                                   "ended in the bank's time zone"}])
         async with engine().begin() as conn:
             closed_at = await store.close_period(conn, wanted)
         return {"period": wanted, "closed": True, "closed_at": closed_at.isoformat()}

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import orjson
@@ -16,6 +17,7 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from sqlalchemy import text
 
+from services.incentives.domain import period_of
 from services.incentives.service import DEFINITION
 from shared.db import make_engine
 from shared.events import new_event
@@ -202,6 +204,12 @@ async def test_scheme_change_recomputes_and_closed_period_clawback(uid, topics, 
         card = await scorecard(client, "c1")
         assert card["payout"] == "4.00" and card["scheme_version"] == 2
 
+        # a month still running (or a typo for a future one) cannot be closed: it would send
+        # every credit of that month to the next one
+        for early in ("2999-01", period_of(datetime.now(ZoneInfo("Asia/Shanghai")).date())):
+            refused = await client.post(f"/v1/periods/{early}/close", headers=ADMIN)
+            assert refused.status_code == 422, refused.text
+            assert [e["field"] for e in refused.json()["errors"]] == ["period"]
         closed = await client.post("/v1/periods/2026-03/close", headers=ADMIN)
         assert closed.status_code == 200
         # March is paid: a scheme may not reach back into it
