@@ -2,7 +2,7 @@
 
 No FastAPI here: the HTTP layer (``api.py``) reads the body and turns outcomes into responses.
 Each item ends in exactly one outcome: accepted (Kafka acknowledged, or a recent duplicate),
-rejected (400/403/422: never sent) or failed (503: Kafka did not acknowledge; the client
+rejected (400/403/413/422: never sent) or failed (503: Kafka did not acknowledge; the client
 retries, and a retry of an item that did get through is answered as a duplicate or dropped by
 the consumers' inboxes).
 """
@@ -31,8 +31,8 @@ HEADERS: Final = [("content-type", b"application/cloudevents+json")]
 # From this many items of one topic in a request on, they go as whole record batches.
 RECORD_BATCHES_FROM: Final = 32
 
-TITLES: Final = {400: "Bad request", 403: "Forbidden", 422: "Unprocessable content",
-                 503: "Service unavailable"}
+TITLES: Final = {400: "Bad request", 403: "Forbidden", 413: "Payload too large",
+                 422: "Unprocessable content", 503: "Service unavailable"}
 
 
 @dataclass(slots=True)
@@ -40,7 +40,7 @@ class Item:
     """One posted event on its way through the gateway."""
 
     index: int
-    status: int = 0  # 0 while undecided; then 202, 400, 403, 422 or 503
+    status: int = 0  # 0 while undecided; then 202, 400, 403, 413, 422 or 503
     event_id: str | None = None
     source: str | None = None
     event_type: str | None = None
@@ -105,6 +105,21 @@ def check(item: Item, obj: Any, who: Principal, router: Router, raw: bytes | Non
         return item.reject(422, _summary(err), err.errors)
     item.key = event.key
     item.value = raw if raw is not None else orjson.dumps(obj)
+    return item
+
+
+def limit_size(item: Item, limit: int) -> Item:
+    """Refuse (413) a checked batch item whose published bytes exceed the per-event limit.
+
+    A single event is measured by its body before it is read; a batch item only by the
+    compact JSON it is published as. Without this, a batch smuggled events of any size up to
+    the batch limit past the per-event one, and one above the broker's message size came back
+    as a 503 that no retry could ever turn into a 202.
+    """
+    if item.status == 0 and len(item.value) > limit:
+        msg = f"the event is {len(item.value)} bytes, at most {limit}"
+        return item.reject(413, f"the event is larger than {limit} bytes",
+                           [{"field": "", "message": msg}])
     return item
 
 

@@ -27,7 +27,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.ingest import openapi
-from services.ingest.gateway import Item, Publisher, check, decode_error
+from services.ingest.gateway import Item, Publisher, check, decode_error, limit_size
 from services.ingest.limits import DedupeCache, RateLimiter, retry_after
 from services.ingest.routing import EVENT_SCOPES, Router
 from services.ingest.settings import IngestSettings, ingest_settings
@@ -163,13 +163,13 @@ class EventHandlers:
             raise Problem(413, f"at most {s.ingest_max_batch_items} events per batch",
                           errors=[{"field": "", "message": f"{len(objs)} events"}])
         self._throttle(who, len(objs))
-        router = g.router
+        router, limit = g.router, s.ingest_max_event_bytes
         items: list[Item] = []
         for start in range(0, len(objs), CHECK_SLICE):
             if start:
                 # let the producer's sender and the other requests run between slices
                 await asyncio.sleep(0)
-            items += [check(Item(index=i), objs[i], who, router, None)
+            items += [limit_size(check(Item(index=i), objs[i], who, router, None), limit)
                       for i in range(start, min(start + CHECK_SLICE, len(objs)))]
         del objs, body  # the items hold what is sent; the decoded events can go before Kafka
         await g.publisher.publish(items)

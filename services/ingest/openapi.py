@@ -72,7 +72,7 @@ _RESULT: Final = {
     "type": "object", "required": ["index", "status"],
     "properties": {
         "index": {"type": "integer", "minimum": 0},
-        "status": {"type": "integer", "enum": [202, 400, 403, 422, 503]},
+        "status": {"type": "integer", "enum": [202, 400, 403, 413, 422, 503]},
         "id": {"type": ["string", "null"]},
         "source": {"type": ["string", "null"]},
         "topic": {"type": "string"},
@@ -154,7 +154,7 @@ def batch_responses() -> dict[int | str, dict[str, Any]]:
         202: {"description": "every event accepted (acknowledged by Kafka, or a recent "
                              "duplicate)",
               "content": {"application/json": {"schema": BATCH_SCHEMA}}},
-        207: {"description": "some events rejected (400/403/422 per item); every other "
+        207: {"description": "some events rejected (400/403/413/422 per item); every other "
                              "event acknowledged by Kafka",
               "content": {"application/json": {"schema": BATCH_SCHEMA}}},
         **_common_problems(),

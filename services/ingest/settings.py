@@ -13,8 +13,10 @@ class IngestSettings(ServiceSettings):
     service: str = "ingest"
     port: int = 8001
 
-    # One CloudEvent; the largest contract type (borrower.updated) is well under 2 KiB.
-    ingest_max_event_bytes: int = Field(default=64 * 1024, ge=1024)
+    # One CloudEvent, alone or as a batch item; the largest contract type (borrower.updated)
+    # is well under 2 KiB. At most what one Kafka request carries (the producer's and the
+    # broker's 1 MiB, less the record's overhead): above it an event could never be sent.
+    ingest_max_event_bytes: int = Field(default=64 * 1024, ge=1024, le=1_000_000)
     # A whole batch request; 1,000 events of a few hundred bytes each fit with room to spare.
     ingest_max_batch_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     ingest_max_batch_items: int = Field(default=1000, ge=1, le=10_000)

@@ -274,3 +274,23 @@ async def test_a_gateway_that_started_without_kafka_connects_later(uid: str) -> 
         assert r.status_code == 202
     records = await read_topic(f"t{uid}.loan-events", expect=1, settle=1.0)
     assert [orjson.loads(r.value)["id"] for r in records] == [ev["id"]]
+
+
+async def test_a_batch_item_above_the_event_limit_is_refused_not_retried(uid: str) -> None:
+    # the per-event limit holds inside a batch too: an item above it is refused (413) for
+    # good, not published, and not answered 503 (a retry could never succeed: above the
+    # broker's message size it used to fail as "Kafka did not acknowledge" forever)
+    big, huge, fine = event(), event(), event()
+    big["padding"] = "x" * 4096
+    huge["padding"] = "y" * 1_200_000
+    async with ingest(uid, ingest_max_event_bytes=2048) as (_, client):
+        r = await client.post("/v1/events/batch", content=orjson.dumps([big, fine, huge]),
+                              headers={**BATCH, **CORE})
+    assert r.status_code == 207, r.text
+    body = r.json()
+    assert [x["status"] for x in body["results"]] == [413, 202, 413]
+    assert (body["accepted"], body["rejected"], body["failed"]) == (1, 2, 0)
+    assert body["results"][0]["title"] == "Payload too large"
+    assert "2048" in body["results"][0]["detail"]
+    records = await read_topic(f"t{uid}.loan-events", expect=1, settle=1.0)
+    assert [orjson.loads(rec.value)["id"] for rec in records] == [fine["id"]]

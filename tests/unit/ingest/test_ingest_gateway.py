@@ -7,7 +7,7 @@ import copy
 
 import orjson
 
-from services.ingest.gateway import RECORD_BATCHES_FROM, Item, Publisher, check
+from services.ingest.gateway import RECORD_BATCHES_FROM, Item, Publisher, check, limit_size
 from services.ingest.limits import DedupeCache
 from services.ingest.routing import Router
 from shared.auth import Principal
@@ -96,6 +96,17 @@ def test_scope_is_checked_before_the_payload() -> None:
     ev["data"] = {}
     item = checked(ev)
     assert item.status == 403 and item.errors[0]["field"] == "type"
+
+
+def test_an_item_above_the_event_limit_is_refused_as_published() -> None:
+    ev = event()
+    size = len(checked(ev).value)  # what would be published: compact JSON
+    assert limit_size(checked(ev), size).status == 0
+    item = limit_size(checked(ev), size - 1)
+    assert item.status == 413 and item.errors and item.errors[0]["field"] == ""
+    assert item.result()["title"] == "Payload too large"
+    bad = event("promise.made")
+    assert limit_size(checked(bad), 1).status == 403  # an earlier refusal stands
 
 
 def test_outbound_and_unknown_types_are_refused_and_non_objects_too() -> None:
