@@ -29,6 +29,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from services.ingest import openapi
 from services.ingest.gateway import Item, Publisher, check, decode_error, limit_size
 from services.ingest.limits import DedupeCache, RateLimiter, retry_after
+from services.ingest.metrics import count_events, count_request
 from services.ingest.routing import EVENT_SCOPES, Router
 from services.ingest.settings import IngestSettings, ingest_settings
 from shared.auth import KeyRing, Principal
@@ -112,16 +113,20 @@ class EventHandlers:
         try:
             body = await self._single(_Head.of(scope), receive)
         except Problem as problem:
+            count_request("single", problem.status)
             await _answer_problem(problem, scope, receive, send)
             return
+        count_request("single", 202)
         await _answer(send, 202, body)
 
     async def batch(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             status, body = await self._batch(_Head.of(scope), receive)
         except Problem as problem:
+            count_request("batch", problem.status)
             await _answer_problem(problem, scope, receive, send)
             return
+        count_request("batch", status)
         await _answer(send, status, body)
 
     async def _single(self, head: _Head, receive: Receive) -> bytes:
@@ -138,10 +143,13 @@ class EventHandlers:
         else:
             check(item, obj, who, g.router, body)
         if item.status:
+            count_events("single", rejected=1)
             raise Problem(item.status, item.detail, errors=item.errors)
         await g.publisher.publish([item])
         if item.status != 202:
+            count_events("single", failed=1)
             raise self._unavailable(item.detail)
+        count_events("single", accepted=int(not item.duplicate), duplicate=int(item.duplicate))
         return orjson.dumps({"id": item.event_id, "source": item.source,
                              "type": item.event_type, "topic": item.base_topic,
                              "duplicate": item.duplicate})
@@ -220,6 +228,7 @@ class EventHandlers:
                 rejected += 1
         counts = {"accepted": accepted, "duplicates": duplicates, "rejected": rejected,
                   "failed": failed}
+        count_events("batch", accepted, duplicates, rejected, failed)
         results = [item.result() for item in items]
         if failed:
             raise self._unavailable(

@@ -17,6 +17,7 @@ import httpx
 import orjson
 import pytest
 from fastapi import FastAPI
+from prometheus_client.parser import text_string_to_metric_families
 
 from services.ingest.service import create_ingest_app
 from services.ingest.settings import IngestSettings
@@ -294,3 +295,39 @@ async def test_a_batch_item_above_the_event_limit_is_refused_not_retried(uid: st
     assert "2048" in body["results"][0]["detail"]
     records = await read_topic(f"t{uid}.loan-events", expect=1, settle=1.0)
     assert [orjson.loads(rec.value)["id"] for rec in records] == [fine["id"]]
+
+
+def _samples(text: str, name: str) -> dict[tuple[tuple[str, str], ...], float]:
+    return {tuple(sorted(s.labels.items())): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples
+            if s.name == name}
+
+
+async def test_metrics_count_requests_and_events_by_outcome(uid: str) -> None:
+    # ops watch ingest through /metrics: what was accepted, refused, throttled or failed
+    async with ingest(uid) as (_, client):
+        before = (await client.get("/metrics")).text
+        ev = orjson.dumps(event())
+        for body, headers in [(ev, {**CE, **CORE}), (ev, {**CE, **CORE}),
+                              (b"{nope", {**CE, **CORE}), (ev, CE)]:
+            await client.post("/v1/events", content=body, headers=headers)
+        bad = event()
+        bad["data"]["amount"] = "lots"
+        r = await client.post("/v1/events/batch", content=orjson.dumps([event(), bad]),
+                              headers={**BATCH, **CORE})
+        assert r.status_code == 207
+        after = (await client.get("/metrics")).text
+    for name, labels, delta in [
+        ("qs_ingest_requests_total", {"route": "single", "status": "202"}, 2),
+        ("qs_ingest_requests_total", {"route": "single", "status": "400"}, 1),
+        ("qs_ingest_requests_total", {"route": "single", "status": "401"}, 1),
+        ("qs_ingest_requests_total", {"route": "batch", "status": "207"}, 1),
+        ("qs_ingest_events_total", {"route": "single", "outcome": "accepted"}, 1),
+        ("qs_ingest_events_total", {"route": "single", "outcome": "duplicate"}, 1),
+        ("qs_ingest_events_total", {"route": "single", "outcome": "rejected"}, 1),
+        ("qs_ingest_events_total", {"route": "batch", "outcome": "accepted"}, 1),
+        ("qs_ingest_events_total", {"route": "batch", "outcome": "rejected"}, 1),
+    ]:
+        key = tuple(sorted(labels.items()))
+        was = _samples(before, name).get(key, 0.0)
+        assert _samples(after, name).get(key, 0.0) - was == delta, (name, labels)
