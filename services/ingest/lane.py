@@ -9,7 +9,9 @@ FastAPI routes in ``api.py`` stay declared for the OpenAPI document and hand any
 reaches them to the same :class:`EventHandlers`.
 
 Order of checks: 401 (key) -> 403 (no events scope at all) -> 415 -> 429 (single) -> 413 ->
-400 -> 422/403 per event -> 429 (batch, charged per item) -> Kafka (202 / 503). Problems are
+400 -> 422 / 413 (batch: not an array / too many items) -> 429 (batch, one token per item,
+before the items are checked: checking is the work the limit protects) -> 403/422/413 per
+event -> Kafka (202 / 503). Problems are
 rendered by ``shared.problems.problem_response``, as FastAPI's Problem handler renders them.
 """
 
