@@ -10,6 +10,7 @@ the consumers' inboxes).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from collections.abc import Callable
@@ -129,6 +130,17 @@ def decode_error(item: Item, exc: Exception) -> Item:
                        [{"field": "", "message": str(exc)}])
 
 
+def pair_key(source: str, event_id: str) -> bytes:
+    """The fixed-size key under which ``(source, id)`` is remembered and matched.
+
+    ``source`` has no length limit in the envelope, so remembering the pair itself let the
+    dedupe cache's 100,000 entries grow with the posted sources (6 GB of 60 KB sources); a
+    128-bit digest keeps each entry small and the cache's memory bounded by its capacity. The
+    NUL separator cannot occur in an id or a source, so distinct pairs never join the same.
+    """
+    return hashlib.blake2b(f"{source}\0{event_id}".encode(), digest_size=16).digest()
+
+
 class KafkaDown(Exception):
     """The producer is not connected (the gateway started while Kafka was unreachable)."""
 
@@ -151,20 +163,20 @@ class Publisher:
         self._dedupe = dedupe
         self._clock = clock
         # pair -> the future of the publish() sending it, whose result maps pairs to items
-        self._inflight: dict[tuple[str, str], asyncio.Future[dict[tuple[str, str], Item]]] = {}
+        self._inflight: dict[bytes, asyncio.Future[dict[bytes, Item]]] = {}
 
     async def publish(self, items: list[Item]) -> None:
         """Decide every checked item (status 0) as 202 or 503."""
         now = self._clock()
-        sending: dict[tuple[str, str], Item] = {}
-        waits: list[tuple[Item, tuple[str, str], asyncio.Future[dict[tuple[str, str], Item]]]]
+        sending: dict[bytes, Item] = {}
+        waits: list[tuple[Item, bytes, asyncio.Future[dict[bytes, Item]]]]
         waits = []
         done = asyncio.get_running_loop().create_future()  # one per call, not per item
         seen, inflight = self._dedupe.seen, self._inflight
         for item in items:
             if item.status:
                 continue
-            pair = (item.source or "", item.event_id or "")
+            pair = pair_key(item.source or "", item.event_id or "")
             if seen(pair, now):
                 item.status, item.duplicate = 202, True
                 continue

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import sys
 
 import orjson
 
@@ -203,3 +204,37 @@ async def test_a_small_request_shares_the_producer_batches() -> None:
     items = [checked(loan_event(i), index=i) for i in range(RECORD_BATCHES_FROM - 1)]
     await publisher.publish(items)
     assert producer.many_calls == 0 and {i.status for i in items} == {202}
+
+
+def _deep_size(obj: object) -> int:
+    parts = obj if isinstance(obj, tuple) else ()
+    return sys.getsizeof(obj) + sum(_deep_size(p) for p in parts)
+
+
+class RecordingCache(DedupeCache):
+    """A dedupe cache that keeps every key it was asked to remember."""
+
+    def __init__(self) -> None:
+        super().__init__(100, 60)
+        self.keys: list = []
+
+    def add_many(self, keys, now) -> None:
+        keys = list(keys)
+        self.keys += keys
+        super().add_many(keys, now)
+
+
+async def test_the_dedupe_cache_holds_a_fixed_size_key_whatever_the_source() -> None:
+    # `source` has no length limit in the envelope: 100,000 remembered pairs of 60 KB
+    # sources would be 6 GB. What is remembered per event must not grow with the event.
+    cache = RecordingCache()
+    publisher = Publisher(lambda: FakeProducer(), lambda: True, cache)
+    ev = event(event_id="long")
+    ev["source"] = "urn:" + "s" * 60_000
+    await publisher.publish([checked(ev)])
+    assert len(cache.keys) == 1 and len(cache) == 1
+    assert _deep_size(cache.keys[0]) < 200
+    again, other = checked(ev), event(event_id="long")
+    other["source"] = "urn:" + "s" * 59_999 + "t"
+    await publisher.publish([again, checked(other, index=1)])
+    assert again.duplicate and len(cache) == 2
