@@ -13,6 +13,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import (
+    KafkaError,
     OutOfOrderSequenceNumber,
     ProducerFenced,
     TopicAlreadyExistsError,
@@ -29,6 +30,24 @@ log = logging.getLogger("qingshou.kafka")
 # OutOfOrderSequenceNumber (aiokafka issue #1017, seen here with Kafka 4.4): only a new producer
 # (a new producer id) recovers. These errors mean "rebuild the producer, then retry".
 PRODUCER_STATE_ERRORS = (OutOfOrderSequenceNumber, UnknownProducerId, ProducerFenced)
+
+
+class BatchNotSent(KafkaError):
+    """A record batch left unsent because an earlier batch of its partition failed."""
+
+    retriable = True
+
+
+def _failed(exc: BaseException) -> asyncio.Future:
+    fut: asyncio.Future = asyncio.get_running_loop().create_future()
+    fut.set_exception(exc)
+    return fut
+
+
+async def _succeeded(fut: asyncio.Future) -> bool:
+    """Wait for ``fut``; True if it resolved without an error (it stays for its owner to read)."""
+    await asyncio.wait([fut])
+    return not fut.cancelled() and fut.exception() is None
 
 
 class Producer:
@@ -105,6 +124,12 @@ class Producer:
         in the futures: the caller checks for :data:`PRODUCER_STATE_ERRORS` and calls
         :meth:`rebuild`, as after ``send``. ``headers`` go on every record, or
         ``record_headers[i]`` on record ``i``.
+
+        A partition's next batch is enqueued only once the previous one was acknowledged (the
+        idempotent producer sends them one at a time anyway): after a batch failed, refused for
+        good or not even enqueued, the partition's later batches are not sent and fail with
+        :class:`BatchNotSent`, so they can never reach the broker before the failed records
+        are sent again.
         """
         await self._ensure_client()
         live = self._live
@@ -116,21 +141,37 @@ class Producer:
             partition = key_partitioner(key, partitions, available)
             by_partition.setdefault(partition, []).append(index)
         hdrs = headers or []
-        out: list[tuple[list[int], asyncio.Future]] = []
+        built: dict[int, list[tuple[list[int], Any]]] = {}
         for partition, indexes in by_partition.items():
             batch = live.create_batch()
             members: list[int] = []
+            batches = built[partition] = []
             for index in indexes:
                 key, value = records[index]
                 if record_headers is not None:
                     hdrs = record_headers[index]
                 if batch.append(key=key, value=value, timestamp=None, headers=hdrs) is None:
-                    # full: enqueue it; a record always fits into an empty batch
-                    out.append((members, await self._enqueue(batch, topic, partition)))
+                    # full: a record always fits into an empty batch
+                    batches.append((members, batch))
                     batch, members = live.create_batch(), []
                     batch.append(key=key, value=value, timestamp=None, headers=hdrs)
                 members.append(index)
-            out.append((members, await self._enqueue(batch, topic, partition)))
+            batches.append((members, batch))
+        out: list[tuple[list[int], asyncio.Future]] = []
+        last: dict[int, asyncio.Future] = {}
+        # round by round: every partition's first batch, then the second ones...
+        for round_ in range(max((len(b) for b in built.values()), default=0)):
+            for partition, batches in built.items():
+                if round_ >= len(batches):
+                    continue
+                members, batch = batches[round_]
+                before = last.get(partition)
+                if before is not None and not await _succeeded(before):
+                    fut = _failed(BatchNotSent(f"{topic}-{partition}: an earlier batch failed"))
+                else:
+                    fut = await self._enqueue(batch, topic, partition)
+                last[partition] = fut
+                out.append((members, fut))
         return out
 
     async def _enqueue(self, batch: Any, topic: str, partition: int) -> asyncio.Future:
@@ -139,9 +180,7 @@ class Producer:
             async with self._enqueue_locks[topic, partition]:
                 return await self._live.send_batch(batch, topic, partition=partition)
         except Exception as exc:
-            failed: asyncio.Future = asyncio.get_running_loop().create_future()
-            failed.set_exception(exc)
-            return failed
+            return _failed(exc)
 
     async def send_and_wait(self, topic: str, value: bytes | None = None,
                             key: bytes | None = None,

@@ -183,26 +183,26 @@ class OutboxRelay:
         return outcomes
 
     async def _send_each(self, rows: Sequence[Any]) -> list[BaseException | None]:
-        """One ``send`` per row, then every acknowledgement; one outcome per row."""
-        pending: list[asyncio.Future | BaseException] = []
-        for row in rows:
+        """Each row in a record batch of its own, one after the other; one outcome per row.
+
+        Not ``send``: aiokafka's ``send`` appends to the partition's open batch, so rows sent
+        one after another would travel together again and be refused together (all of them
+        quarantined). One at a time: after a failure worth retrying, the rows behind it are
+        not sent (they go again with it), so none overtakes it.
+        """
+        outcomes: list[BaseException | None] = [None] * len(rows)
+        for n, row in enumerate(rows):
             try:
-                pending.append(await self.producer.send(
-                    row.topic, value=bytes(row.value),
-                    key=bytes(row.key) if row.key is not None else None,
-                    headers=self._headers(row.headers)))
-            except Exception as exc:  # refused before it was even queued (too large...)
-                pending.append(exc)
-        outcomes: list[BaseException | None] = []
-        for item in pending:
-            if isinstance(item, BaseException):
-                outcomes.append(item)
-                continue
-            try:
-                await item
-                outcomes.append(None)
+                [(_, fut)] = await self.producer.send_many(
+                    row.topic, [(bytes(row.key) if row.key is not None else None,
+                                 bytes(row.value))],
+                    record_headers=[self._headers(row.headers)])
+                await fut
             except Exception as exc:
-                outcomes.append(exc)
+                outcomes[n] = exc
+                if _retriable(exc):
+                    outcomes[n + 1:] = [exc] * (len(rows) - n - 1)
+                    break
         return outcomes
 
     def _headers(self, stored: str | None) -> list[tuple[str, bytes]]:

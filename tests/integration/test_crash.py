@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -14,10 +15,18 @@ from shared.probe import create_probe_schema
 from tests.conftest import DB_URL, KAFKA
 from tests.integration.conftest import eventually
 from tests.integration.helpers import encode, repayment
+from tests.integration.test_runner import drop_scratch
 
 pytestmark = pytest.mark.integration
 SCRIPT = Path(__file__).with_name("crash_consumer.py")
 ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+async def _drop_scratch(uid: str) -> AsyncIterator[None]:
+    """This test leaves no schema or topic behind."""
+    yield
+    await drop_scratch(uid)
 
 
 async def spawn(schema: str, prefix: str, mode: str) -> asyncio.subprocess.Process:

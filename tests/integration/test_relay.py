@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from collections.abc import AsyncIterator
 
 import orjson
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from sqlalchemy import text
 
 from shared import outbox
@@ -15,6 +17,7 @@ from shared.probe import create_probe_schema
 from shared.relay import OutboxRelay
 from tests.conftest import KAFKA
 from tests.integration.conftest import eventually, read_topic
+from tests.integration.test_runner import drop_scratch
 
 pytestmark = pytest.mark.integration
 
@@ -108,3 +111,65 @@ async def test_a_commit_wakes_the_relay_at_once(engine, schema, topics, producer
     await relay.stop()
     await task
     assert [r.value for r in records] == [b'{"n": 1}']
+
+
+@pytest.fixture(autouse=True)
+async def _drop_scratch(uid: str) -> AsyncIterator[None]:
+    """These tests leave no schema or topic behind."""
+    yield
+    await drop_scratch(uid)
+
+
+async def small_topic(name: str, max_bytes: int) -> None:
+    """A topic whose broker refuses any record batch over ``max_bytes``."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=KAFKA)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(name, 1, 1,
+                                            topic_configs={"max.message.bytes": str(max_bytes)})])
+    finally:
+        await admin.close()
+
+
+async def test_a_refused_batch_goes_again_one_row_per_batch(engine, schema, topics, producer):
+    """The broker refuses a 30 kB batch on a topic that takes 20 kB; each 1 kB row fits. The
+    row-by-row resend must send each row in a batch of its own: ``send`` would put them in one
+    batch again, it would be refused again, and 30 good rows would be quarantined (lost)."""
+    await create_probe_schema(engine, schema)
+    topic = topics.name("small")
+    await small_topic(topic, 20_000)
+    pad = "x" * 1000
+    msgs = [outbox.OutboxMessage(topic, b"K", orjson.dumps({"n": n, "pad": pad}))
+            for n in range(30)]
+    async with engine.begin() as conn:
+        await outbox.write(conn, msgs, shards=4, schema=schema)
+    relay = OutboxRelay(engine, producer, schema, shards=4, poll_interval=0.05)
+    task = asyncio.create_task(relay.run())
+    records = await read_topic(topic, expect=30, timeout=30, settle=1.0)
+    await relay.stop()
+    await task
+    assert [orjson.loads(r.value)["n"] for r in records] == list(range(30))
+    async with engine.connect() as conn:
+        quarantined = (await conn.execute(text(
+            "SELECT count(*) FROM outbox WHERE failed_at IS NOT NULL"))).scalar_one()
+    assert quarantined == 0
+
+
+async def test_a_later_batch_never_overtakes_a_refused_one(engine, schema, topics, producer):
+    """One key's 300 kB in one cycle make two record batches (256 kB max). The topic takes
+    100 kB, so the broker refuses the first and would take the second: the second must not go
+    out before the first one's rows, resent one by one, or the key's order is broken."""
+    await create_probe_schema(engine, schema)
+    topic = topics.name("small")
+    await small_topic(topic, 100_000)
+    pad = "x" * 1000
+    msgs = [outbox.OutboxMessage(topic, b"K", orjson.dumps({"n": n, "pad": pad}))
+            for n in range(300)]
+    async with engine.begin() as conn:
+        await outbox.write(conn, msgs, shards=4, schema=schema)
+    relay = OutboxRelay(engine, producer, schema, shards=4, poll_interval=0.05)
+    task = asyncio.create_task(relay.run())
+    records = await read_topic(topic, expect=300, timeout=60, settle=1.0)
+    await relay.stop()
+    await task
+    assert [orjson.loads(r.value)["n"] for r in records] == list(range(300))

@@ -3,22 +3,48 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from decimal import Decimal
 
 import pytest
 from aiokafka import TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from sqlalchemy import text
 
 from shared.consumer import ConsumerRunner, RunnerConfig
 from shared.context import BatchContext, Rejected
+from shared.db import make_engine
 from shared.events import Event, sample_cloudevent
 from shared.probe import create_probe_schema, probe_spec
 from shared.relay import OutboxRelay
-from tests.conftest import KAFKA
+from tests.conftest import DB_URL, KAFKA
 from tests.integration.conftest import eventually, read_topic
 from tests.integration.helpers import encode, repayment
 
 pytestmark = pytest.mark.integration
+
+
+async def drop_scratch(uid: str) -> None:
+    """Drop the schema and topics the fixtures made for test ``uid``."""
+    eng = make_engine(DB_URL, "public", pool_size=1)
+    async with eng.begin() as conn:
+        await conn.execute(text(f'DROP SCHEMA IF EXISTS "t_{uid}" CASCADE'))
+    await eng.dispose()
+    admin = AIOKafkaAdminClient(bootstrap_servers=KAFKA)
+    await admin.start()
+    try:
+        mine = [t for t in await admin.list_topics() if t.startswith(f"t{uid}.")]
+        if mine:
+            await admin.delete_topics(mine)
+    finally:
+        await admin.close()
+
+
+@pytest.fixture(autouse=True)
+async def _drop_scratch(uid: str) -> AsyncIterator[None]:
+    """These tests leave no schema or topic behind."""
+    yield
+    await drop_scratch(uid)
 
 
 def runner_for(spec, engine, topics, schema, uid, max_records=500) -> ConsumerRunner:
