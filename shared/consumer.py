@@ -17,9 +17,10 @@ runner does the rest:
 A crash between the two commits redelivers the batch; the inbox makes the second delivery a
 no-op. Transient database or Kafka errors retry the same batch with backoff. A failure in a
 batch hook that cannot be pinned on one message makes the runner apply that batch one message
-per transaction, which finds the culprit. On rebalance the revocation waits for the batch in
-flight. ``stop()`` (called on SIGTERM by the service) finishes the current batch and leaves the
-group.
+per transaction, which finds the culprit; a culprit whose ``(source, id)`` the inbox cannot even
+store is dead-lettered under its Kafka position (:func:`synthetic_key`). On rebalance the
+revocation waits for the batch in flight. ``stop()`` (called on SIGTERM by the service)
+finishes the current batch and leaves the group.
 """
 
 from __future__ import annotations
@@ -253,7 +254,14 @@ class ConsumerRunner:
                     await self._apply_with_retry([item])
                 except _Unattributable as exc:
                     item.reason, item.detail = "handler_error", str(exc.__cause__ or exc)
-                    await self._apply_with_retry([item])
+                    try:
+                        await self._apply_with_retry([item])
+                    except _Unattributable:
+                        # not even its dead-letter row can be written under its (source, id)
+                        # (too long for the inbox's index...): record it by Kafka position,
+                        # which always fits, rather than retry the batch for ever
+                        item.key = synthetic_key(item.record)
+                        await self._apply_with_retry([item])
 
     def _parse(self, record: ConsumerRecord) -> _Item:
         """An item with its event, or its poison reason, or neither (a type not handled here)."""

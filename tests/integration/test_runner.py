@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import AsyncIterator
 from decimal import Decimal
 
@@ -318,3 +319,34 @@ async def test_types_not_handled_are_envelope_checked_only(engine, schema, topic
     # the dead letter's synthetic key is the only row: nothing skipped was claimed
     assert [r.status for r in inbox_rows] == ["dead"]
     assert runner.applied == 0 and runner.dead_lettered == 1
+
+
+async def test_an_event_the_inbox_cannot_record_is_dead_lettered_not_retried_for_ever(
+        engine, schema, topics, producer, uid):
+    """A valid CloudEvent whose ``source`` is too long for the inbox's primary-key index (a
+    btree row holds ~2.7 kB) fails its claim and even its dead-letter row: it must still go to
+    the DLQ (recorded by position) and the consumer must go on, not retry the batch for ever."""
+    await create_probe_schema(engine, schema)
+    topic = topics.loan_events
+    long_source = "urn:" + secrets.token_hex(2000)
+    messages = [repayment("L1", "1.00"), repayment("L1", "2.00", source=long_source),
+                repayment("L1", "4.00")]
+    for m in messages:
+        meta = await producer.send_and_wait(topic, encode(m), key=b"L1")
+    tp, end = TopicPartition(topic, meta.partition), meta.offset + 1
+    runner = runner_for(probe_spec(), engine, topics, schema, uid)
+    relay = OutboxRelay(engine, producer, schema, poll_interval=0.1)
+    tasks = [asyncio.create_task(runner.run()), asyncio.create_task(relay.run())]
+    try:
+        dead = await read_topic(topics.dlq("loan-events"), expect=1, timeout=20)
+
+        async def committed_to_the_end() -> bool:
+            return await runner.consumer.committed(tp) == end
+
+        await eventually(committed_to_the_end, timeout=20)
+    finally:
+        await runner.stop()
+        await relay.stop()
+        await asyncio.gather(*tasks)
+    assert [dict(r.headers)["qs-reason"] for r in dead] == [b"handler_error"]
+    assert (await probe_rows(engine))["L1"] == (Decimal("5.00"), 2)
