@@ -118,18 +118,25 @@ _RETRY_AFTER: Final = {"Retry-After": {"description": "seconds to wait before re
                                        "schema": {"type": "string"}}}
 
 
-def _problem(description: str, retry: bool = False) -> dict[str, Any]:
+_WWW_AUTHENTICATE: Final = {"WWW-Authenticate": {"description": "always `Bearer`",
+                                                 "schema": {"type": "string"}}}
+
+
+def _problem(description: str, retry: bool = False,
+             headers: dict[str, Any] | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {"description": description,
                            "content": {PROBLEM_JSON: {"schema": PROBLEM_SCHEMA}}}
     if retry:
         out["headers"] = _RETRY_AFTER
+    if headers:
+        out["headers"] = headers
     return out
 
 
 def _common_problems() -> dict[int | str, dict[str, Any]]:
     return {
         400: _problem("the body is not JSON"),
-        401: _problem("no API key, or an unknown one"),
+        401: _problem("no API key, or an unknown one", headers=_WWW_AUTHENTICATE),
         403: _problem("the API key lacks the scope for the event's type"),
         413: _problem("the body, or the number of events, is above the limit"),
         415: _problem("unsupported Content-Type"),
