@@ -4,6 +4,11 @@
    requests on every channel at times spread over a week: sends, deferrals and suppressions).
 2. Dispatch to the provider sandbox: N contacts queued in a scratch schema, rendered, sent over
    HTTP (the sandbox runs as its own process) and recorded in the log; contacts per second.
+3. Consumed batches (`--batches`): `instalment.upcoming` for N loans, in batches as the runner
+   hands them over, through the handlers, the batch hooks and the outbox in a scratch schema,
+   at a fixed "now" (`--hour` UTC: 22 defers for quiet hours in Asia/Shanghai, 3 sends); CPU
+   per event of this process and of its PostgreSQL backend, which a busy machine disturbs much
+   less than the stack benchmark's latency.
 
 Needs PostgreSQL (QS_DATABASE_URL); prints figures, asserts nothing.
 """
@@ -34,9 +39,14 @@ from services.notifier.domain import (
     ContactRequest,
     decide,
 )
+from services.notifier.handlers import NotifierHandlers
 from services.notifier.settings import NotifierSettings
 from services.notifier.store import request_to_json
+from shared import outbox
+from shared.context import BatchContext
 from shared.db import make_engine
+from shared.events import Event, new_event
+from shared.gc_tuning import tune_gc
 from shared.migrations import migrate
 from shared.topics import TopicNames
 
@@ -142,13 +152,104 @@ async def bench_dispatch(contacts: int, url: str, batch_size: int) -> None:
         await engine.dispose()
 
 
+class _FixedClock:
+    simulated = False
+
+    def __init__(self, now: datetime) -> None:
+        self._now = now
+
+    async def now(self, conn: object) -> datetime:
+        return self._now
+
+
+def _backend_cpu_s(pid: int) -> float:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def bench_batches(loans: int, batch: int, rounds: int, hour: int) -> None:
+    schema = f"bench_notifier_{uuid.uuid4().hex[:8]}"
+    settings = NotifierSettings(db_schema=schema)
+    engine = make_engine(settings.database_url, schema, pool_size=1)
+    handlers = NotifierHandlers(settings, _FixedClock(datetime(2026, 11, 30, hour, 7,
+                                                                tzinfo=UTC)))
+    table, topics = handlers.table(), TopicNames(prefix=f"{schema}.")
+
+    async def apply(events: list[Event]) -> None:
+        async with engine.begin() as conn:
+            ctx = BatchContext(conn, topics, "urn:qingshou:notifier")
+            await handlers.load_batch(ctx, events)
+            for event in events:
+                await table[event.type](ctx, event)
+            await handlers.write_batch(ctx)
+            await outbox.write(conn, ctx.outbox, settings.relay_shards, schema)
+
+    def upcoming(n: int) -> list[Event]:
+        return [new_event("instalment.upcoming", source="urn:bench", subject=f"L{i}", data={
+            "loan_id": f"L{i}", "instalment_no": n, "due_date": "2026-12-03",
+            "amount_due": "850.00"}) for i in range(loans)]
+
+    try:
+        await migrate(settings.database_url, schema, Path(__file__).parent / "migrations")
+        setup: list[Event] = []
+        for i in range(loans):
+            setup.append(new_event("borrower.updated", source="urn:bench", subject=f"B{i}",
+                                   data={"borrower_id": f"B{i}", "name": "Bench Borrower",
+                                         "phone": "+8613900000000",
+                                         "email": "bench@example.com",
+                                         "timezone": "Asia/Shanghai", "language": "zh-CN",
+                                         "opted_out_channels": [], "vulnerable": False}))
+            setup.append(new_event("loan.opened", source="urn:bench", subject=f"L{i}", data={
+                "loan_id": f"L{i}", "borrower_id": f"B{i}", "product": "consumer_loan",
+                "currency": "CNY", "principal": "10000.00", "opened_on": "2026-01-02"}))
+        for k in range(0, len(setup), 500):
+            await apply(setup[k:k + 500])
+        warm_up = upcoming(1)  # then fresh statistics, as a long-running log has
+        for k in range(0, loans, batch):
+            await apply(warm_up[k:k + batch])
+        async with engine.begin() as conn:
+            await conn.execute(text("ANALYZE"))
+            pid = (await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+        measured = [upcoming(n + 2) for n in range(rounds)]
+        tune_gc()
+        cpu, backend, began = time.process_time(), _backend_cpu_s(pid), time.perf_counter()
+        for events in measured:
+            for k in range(0, loans, batch):
+                await apply(events[k:k + batch])
+        cpu = time.process_time() - cpu
+        backend = _backend_cpu_s(pid) - backend
+        elapsed = time.perf_counter() - began
+        async with engine.connect() as conn:
+            mix = (await conn.execute(text(
+                "SELECT status, count(*) FROM contacts GROUP BY status ORDER BY status"))).all()
+        total = loans * rounds
+        print(f"batches: {total} instalment.upcoming in batches of {batch} at {hour:02d}:07 UTC: "
+              f"python {cpu / total * 1e3:.3f} ms/event, postgres backend "
+              f"{backend / total * 1e3:.3f} ms/event, {total / elapsed:,.0f} events/s; "
+              f"contact log {dict((r[0], r[1]) for r in mix)}")
+    finally:
+        async with engine.begin() as conn:
+            await conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        await engine.dispose()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--contacts", type=int, default=5000)
     parser.add_argument("--batch-size", type=int, default=100,
                         help="contacts per provider request (1: one request per contact)")
     parser.add_argument("--skip-dispatch", action="store_true")
+    parser.add_argument("--batches", action="store_true",
+                        help="only the consumed-batch benchmark (step 3)")
+    parser.add_argument("--loans", type=int, default=3000)
+    parser.add_argument("--batch", type=int, default=200, help="events per consumed batch")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--hour", type=int, default=22, help="UTC hour of the fixed now")
     args = parser.parse_args()
+    if args.batches:
+        asyncio.run(bench_batches(args.loans, args.batch, args.rounds, args.hour))
+        return
     bench_decisions()
     if not args.skip_dispatch:
         port = _free_port()
