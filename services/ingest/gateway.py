@@ -133,10 +133,11 @@ def decode_error(item: Item, exc: Exception) -> Item:
 def pair_key(source: str, event_id: str) -> bytes:
     """The fixed-size key under which ``(source, id)`` is remembered and matched.
 
-    ``source`` has no length limit in the envelope, so remembering the pair itself let the
-    dedupe cache's 100,000 entries grow with the posted sources (6 GB of 60 KB sources); a
-    128-bit digest keeps each entry small and the cache's memory bounded by its capacity. The
-    NUL separator cannot occur in an id or a source, so distinct pairs never join the same.
+    Remembering the pair itself made the dedupe cache's memory grow with the posted sources
+    and ids (gigabytes at 100,000 entries while ``source`` had no length limit; still hundreds
+    of megabytes for long non-ASCII ones); a 128-bit digest keeps every entry the same small
+    size, so the cache's memory is bounded by its capacity alone. The NUL separator cannot
+    occur in an id or a source, so distinct pairs never join the same.
     """
     return hashlib.blake2b(f"{source}\0{event_id}".encode(), digest_size=16).digest()
 

@@ -225,16 +225,17 @@ class RecordingCache(DedupeCache):
 
 
 async def test_the_dedupe_cache_holds_a_fixed_size_key_whatever_the_source() -> None:
-    # `source` has no length limit in the envelope: 100,000 remembered pairs of 60 KB
-    # sources would be 6 GB. What is remembered per event must not grow with the event.
+    # 100,000 remembered pairs of long, non-ASCII sources and ids would hold hundreds of
+    # megabytes (gigabytes while `source` had no length limit at all). What is remembered
+    # per event must not grow with the event.
     cache = RecordingCache()
     publisher = Publisher(lambda: FakeProducer(), lambda: True, cache)
     ev = event(event_id="long")
-    ev["source"] = "urn:" + "s" * 60_000
+    ev["source"] = "urn:" + "é" * 200
     await publisher.publish([checked(ev)])
     assert len(cache.keys) == 1 and len(cache) == 1
     assert _deep_size(cache.keys[0]) < 200
     again, other = checked(ev), event(event_id="long")
-    other["source"] = "urn:" + "s" * 59_999 + "t"
+    other["source"] = "urn:" + "é" * 199 + "t"
     await publisher.publish([again, checked(other, index=1)])
     assert again.duplicate and len(cache) == 2
