@@ -64,6 +64,8 @@ class OutboxRelay:
         self._listen_conn: AsyncConnection | None = None
         self._last_cleanup = 0.0
         self._header_cache: dict[str, list[tuple[str, bytes]]] = {}
+        self._listen_raw: Any = None  # the asyncpg connection under _listen_conn
+        self._last_listen = 0.0
         self.published = 0
 
     async def run(self) -> None:
@@ -87,10 +89,10 @@ class OutboxRelay:
                     log.warning("outbox relay: transient error, backing off",
                                 extra={"relay": self.name, "error": repr(exc)})
                 await self._sleep(backoff.next_delay())
-                if self._listen_conn is None:
-                    await self._listen()
+                await self._relisten()
                 continue
             if sent < self.batch:
+                await self._relisten()
                 try:
                     await self._maintain()
                 except Exception as exc:  # housekeeping only: never ends the relay
@@ -139,7 +141,10 @@ class OutboxRelay:
         failed = [out for out in outcomes if isinstance(out, BaseException)
                   and _retriable(out)]
         if failed:
-            raise failed[0]  # what was published is marked; the rest goes again after backoff
+            # what was published is marked; the rest goes again after backoff. A lost producer
+            # state first, whatever came before it: only it makes run() rebuild the producer
+            stuck = [out for out in failed if isinstance(out, PRODUCER_STATE_ERRORS)]
+            raise (stuck or failed)[0]
         return len(rows)
 
     async def _send_all(self, rows: Sequence[Any]) -> list[BaseException | None]:
@@ -244,19 +249,30 @@ class OutboxRelay:
         self._wake.set()
 
     async def _listen(self) -> None:
+        self._last_listen = time.monotonic()
         try:
             conn = await self.engine.connect()
             raw = await conn.get_raw_connection()
             await raw.driver_connection.add_listener(  # type: ignore[union-attr]
                 notify_channel(self.schema), self._on_notify)
-            self._listen_conn = conn
+            self._listen_conn, self._listen_raw = conn, raw.driver_connection
         except Exception as exc:  # polling still works without notifications
             log.warning("outbox relay: LISTEN failed, polling only",
                         extra={"relay": self.name, "error": repr(exc)})
-            self._listen_conn = None
+            self._listen_conn = self._listen_raw = None
+
+    async def _relisten(self) -> None:
+        """LISTEN again when the listening connection is gone (PostgreSQL restarted, the
+        connection was cut): without it the relay would only poll. At most every 5 s."""
+        if self._listen_raw is not None and not self._listen_raw.is_closed():
+            return
+        if time.monotonic() - self._last_listen < 5.0:
+            return
+        await self._unlisten()
+        await self._listen()
 
     async def _unlisten(self) -> None:
         if self._listen_conn is not None:
             with contextlib.suppress(Exception):
                 await self._listen_conn.close()
-            self._listen_conn = None
+            self._listen_conn = self._listen_raw = None

@@ -241,7 +241,7 @@ def _fast_attributes(obj: dict[str, Any], registry: Registry) -> tuple[EventSpec
     # isprintable() is False for every control character (and for some harmless ones, which
     # then take the full validation): one C call instead of a regex per attribute
     if not (0 < len(event_id) <= 256 and 0 < len(type_) <= 256 and 0 < len(subject) <= 256
-            and source and source.isprintable() and " " not in source
+            and 0 < len(source) <= 256 and source.isprintable() and " " not in source
             and (event_id + subject + type_).isprintable()):
         return None
     try:
@@ -260,7 +260,7 @@ def _fast_attributes_ok(event_id: str, source: str, subject: str, when: datetime
     return (
         0 < len(event_id) <= 256
         and 0 < len(subject) <= 256
-        and bool(source) and source.isprintable() and " " not in source
+        and 0 < len(source) <= 256 and source.isprintable() and " " not in source
         and (event_id + subject).isprintable()
         and when.tzinfo is not None and when.utcoffset() is not None
     )

@@ -36,9 +36,12 @@ ExtensionValue = str | int | bool
 _EXTENSION_NAME_RE: Final = re.compile(r"^[a-z0-9]{1,20}$")
 _INT32: Final = range(-(2**31), 2**31)
 
-# URI-reference: we only refuse what cannot be one (empty, whitespace, control characters).
+# URI-reference: we only refuse what cannot be one (empty, whitespace, control characters),
+# and what is too long: with the id it keys every inbox row (a btree entry holds at most ~2.7 kB;
+# 256 + 256 characters fit even as 4-byte UTF-8).
 _UriReference = Annotated[str, Strict(),
-                          StringConstraints(min_length=1, pattern=r"^[^\s\x00-\x1f\x7f]+$")]
+                          StringConstraints(min_length=1, max_length=256,
+                                            pattern=r"^[^\s\x00-\x1f\x7f]+$")]
 _Uri = Annotated[str, Strict(), StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9+.\-]*:\S*$")]
 # id, type and subject end up in Kafka keys, inbox rows and logs: no control characters
 _NonEmpty = Annotated[str, Strict(), StringConstraints(min_length=1, max_length=256,

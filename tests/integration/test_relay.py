@@ -173,3 +173,30 @@ async def test_a_later_batch_never_overtakes_a_refused_one(engine, schema, topic
     await relay.stop()
     await task
     assert [orjson.loads(r.value)["n"] for r in records] == list(range(300))
+
+
+async def test_the_relay_listens_again_after_its_connection_is_cut(engine, schema, topics,
+                                                                   producer):
+    """The LISTEN connection dies (PostgreSQL restarted, an admin killed it): the relay opens a
+    new one, so a commit wakes it again instead of waiting for the poll."""
+    await create_probe_schema(engine, schema)
+    topic = topics.name("repayments-applied")
+    relay = OutboxRelay(engine, producer, schema, shards=4, poll_interval=0.5)
+    task = asyncio.create_task(relay.run())
+    await asyncio.sleep(1.0)
+    async with engine.begin() as conn:
+        killed = (await conn.execute(text(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE query LIKE 'LISTEN %' AND query LIKE :ch"),
+            {"ch": f"%{outbox.notify_channel(schema)}%"})).scalar_one()
+    assert killed == 1
+    await asyncio.sleep(7.0)  # a few polls, and the 5 s between two LISTEN attempts
+    relay.poll_interval = 60.0  # from now on only a notification wakes it in time
+    await asyncio.sleep(1.0)
+    async with engine.begin() as conn:
+        await outbox.write(conn, [outbox.OutboxMessage(topic, b"K", b'{"n": 2}')], shards=4,
+                           schema=schema)
+    records = await read_topic(topic, expect=1, timeout=15, settle=0.1)
+    await relay.stop()
+    await task
+    assert [r.value for r in records] == [b'{"n": 2}']

@@ -104,6 +104,7 @@ def test_unknown_future_version_is_unknown_type():
         ("id", ""),
         ("source", ""),
         ("source", "has space"),
+        ("source", "urn:" + "x" * 253),  # 257 characters: too long to key an inbox row
         ("subject", ""),
         ("datacontenttype", "text/xml"),
         ("dataschema", "not a uri"),
@@ -117,6 +118,11 @@ def test_bad_envelope_attribute_names_the_attribute(attribute, value):
     error = _fails(sample_cloudevent(t.LOAN_CLOSED) | {attribute: value})
     assert error.reason == "not_cloudevent"
     assert _fields(error) == [attribute]
+
+
+def test_source_of_256_characters_is_accepted():
+    envelope = sample_cloudevent(t.LOAN_CLOSED) | {"source": "urn:" + "x" * 252}
+    assert parse_event(orjson.dumps(envelope)).source == envelope["source"]
 
 
 @pytest.mark.parametrize(
