@@ -24,7 +24,8 @@ def cloudevent_schema() -> dict[str, Any]:
         "properties": {
             "specversion": {"type": "string", "enum": ["1.0"]},
             "id": {"type": "string", "minLength": 1, "maxLength": 256},
-            "source": {"type": "string", "minLength": 1, "description": "URI-reference"},
+            "source": {"type": "string", "minLength": 1, "maxLength": 256,
+                       "description": "URI-reference"},
             "type": {"type": "string", "enum": inbound_types()},
             "time": {"type": "string", "format": "date-time",
                      "description": "RFC 3339 with offset"},
