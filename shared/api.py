@@ -47,14 +47,19 @@ def ops_router(ready: ReadyCheck) -> APIRouter:
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @router.get("/readyz")
+    @router.get("/readyz", responses={503: {
+        "description": "Not ready: a dependency failed its check (see `checks`)",
+        "content": {"application/json": {"example": {
+            "status": "not_ready", "checks": {"database": True, "kafka": False}}}}}})
     async def readyz(response: Response) -> dict[str, object]:
         checks = await ready()
         ok = all(checks.values())
         response.status_code = 200 if ok else 503
         return {"status": "ready" if ok else "not_ready", "checks": checks}
 
-    @router.get("/metrics")
+    @router.get("/metrics", response_class=Response, responses={200: {
+        "description": "Prometheus text exposition format",
+        "content": {"text/plain": {"schema": {"type": "string"}}}}})
     async def metrics() -> Response:
         body, content_type = render_metrics()
         return Response(body, media_type=content_type)
