@@ -32,7 +32,8 @@ def cloudevent_schema() -> dict[str, Any]:
             "subject": {"type": "string", "minLength": 1, "maxLength": 256,
                         "description": "loan id (borrower id for borrower.updated, "
                                        "'calendar' for business_day.closed); the Kafka key"},
-            "datacontenttype": {"type": "string", "enum": ["application/json"]},
+            "datacontenttype": {"type": "string",
+                                "enum": ["application/json", "application/json; charset=utf-8"]},
             "dataschema": {"type": "string"},
             "dataversion": {"type": "integer", "minimum": 1,
                             "description": "schema version of data (absent = 1)"},

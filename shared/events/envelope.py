@@ -78,7 +78,8 @@ class Envelope(BaseModel):
     type: _NonEmpty
     time: Timestamp
     subject: _NonEmpty
-    datacontenttype: Literal["application/json"] | None = None
+    # JSON is UTF-8 (RFC 8259); some CloudEvents SDKs name the charset all the same
+    datacontenttype: Literal["application/json", "application/json; charset=utf-8"] | None = None
     dataschema: _Uri | None = None
     data: dict[str, Any]
 

@@ -120,6 +120,14 @@ def test_bad_envelope_attribute_names_the_attribute(attribute, value):
     assert _fields(error) == [attribute]
 
 
+def test_json_data_may_name_its_charset():
+    envelope = sample_cloudevent(t.LOAN_CLOSED) | {
+        "datacontenttype": "application/json; charset=utf-8"}
+    event = parse_event(orjson.dumps(envelope))
+    assert event.datacontenttype == "application/json; charset=utf-8"
+    assert orjson.loads(event.to_json())["datacontenttype"] == "application/json; charset=utf-8"
+
+
 def test_source_of_256_characters_is_accepted():
     envelope = sample_cloudevent(t.LOAN_CLOSED) | {"source": "urn:" + "x" * 252}
     assert parse_event(orjson.dumps(envelope)).source == envelope["source"]
