@@ -258,7 +258,7 @@ class ConsumerRunner:
                         await self._apply_with_retry([item])
                     except _Unattributable:
                         # not even its dead-letter row can be written under its (source, id)
-                        # (too long for the inbox's index...): record it by Kafka position,
+                        # (a row the database refuses for good): record it by Kafka position,
                         # which always fits, rather than retry the batch for ever
                         item.key = synthetic_key(item.record)
                         await self._apply_with_retry([item])

@@ -8,6 +8,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.db import make_engine
@@ -35,6 +37,23 @@ async def engine(schema: str) -> AsyncIterator[AsyncEngine]:
     eng = make_engine(DB_URL, schema, pool_size=4)
     yield eng
     await eng.dispose()
+
+
+async def drop_scratch(uid: str) -> None:
+    """Drop the schema and topics the fixtures made for test ``uid`` (for modules whose tests
+    leave nothing behind: an autouse fixture awaiting it after the test)."""
+    eng = make_engine(DB_URL, "public", pool_size=1)
+    async with eng.begin() as conn:
+        await conn.execute(text(f'DROP SCHEMA IF EXISTS "t_{uid}" CASCADE'))
+    await eng.dispose()
+    admin = AIOKafkaAdminClient(bootstrap_servers=KAFKA)
+    await admin.start()
+    try:
+        mine = [t for t in await admin.list_topics() if t.startswith(f"t{uid}.")]
+        if mine:
+            await admin.delete_topics(mine)
+    finally:
+        await admin.close()
 
 
 @pytest.fixture

@@ -13,9 +13,8 @@ from sqlalchemy import text
 
 from shared.probe import create_probe_schema
 from tests.conftest import DB_URL, KAFKA
-from tests.integration.conftest import eventually
+from tests.integration.conftest import drop_scratch, eventually
 from tests.integration.helpers import encode, repayment
-from tests.integration.test_runner import drop_scratch
 
 pytestmark = pytest.mark.integration
 SCRIPT = Path(__file__).with_name("crash_consumer.py")

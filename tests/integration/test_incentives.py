@@ -14,18 +14,16 @@ from zoneinfo import ZoneInfo
 import httpx
 import orjson
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient
 from sqlalchemy import text
 
 from services.incentives.domain import period_of
 from services.incentives.service import DEFINITION
-from shared.db import make_engine
 from shared.events import new_event
 from shared.migrations import migrate
 from shared.service import create_app
 from shared.settings import ServiceSettings
 from tests.conftest import DB_URL, KAFKA
-from tests.integration.conftest import eventually, read_topic
+from tests.integration.conftest import drop_scratch, eventually, read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -73,18 +71,7 @@ def complaint(loan: str, collector: str, severity: str) -> tuple[bytes, bytes]:
 async def _drop_scratch(uid: str) -> AsyncIterator[None]:
     """These tests leave no schema or topic behind."""
     yield
-    eng = make_engine(DB_URL, "public", pool_size=1)
-    async with eng.begin() as conn:
-        await conn.execute(text(f'DROP SCHEMA IF EXISTS "t_{uid}" CASCADE'))
-    await eng.dispose()
-    admin = AIOKafkaAdminClient(bootstrap_servers=KAFKA)
-    await admin.start()
-    try:
-        mine = [t for t in await admin.list_topics() if t.startswith(f"t{uid}.")]
-        if mine:
-            await admin.delete_topics(mine)
-    finally:
-        await admin.close()
+    await drop_scratch(uid)
 
 
 def promise(type_: str, loan: str, promise_id: str) -> tuple[bytes, bytes]:

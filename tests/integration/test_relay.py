@@ -16,8 +16,7 @@ from shared.kafka import make_producer
 from shared.probe import create_probe_schema
 from shared.relay import OutboxRelay
 from tests.conftest import KAFKA
-from tests.integration.conftest import eventually, read_topic
-from tests.integration.test_runner import drop_scratch
+from tests.integration.conftest import drop_scratch, eventually, read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -131,24 +130,32 @@ async def small_topic(name: str, max_bytes: int) -> None:
         await admin.close()
 
 
-async def test_a_refused_batch_goes_again_one_row_per_batch(engine, schema, topics, producer):
-    """The broker refuses a 30 kB batch on a topic that takes 20 kB; each 1 kB row fits. The
-    row-by-row resend must send each row in a batch of its own: ``send`` would put them in one
-    batch again, it would be refused again, and 30 good rows would be quarantined (lost)."""
+async def _relay_rows_of_1kb(engine, schema, topics, producer, rows: int,
+                             max_message_bytes: int) -> list[int]:
+    """Queue ``rows`` rows of about 1 kB under one key for a topic that takes at most
+    ``max_message_bytes`` per batch; relay them; the row numbers as the topic holds them."""
     await create_probe_schema(engine, schema)
     topic = topics.name("small")
-    await small_topic(topic, 20_000)
+    await small_topic(topic, max_message_bytes)
     pad = "x" * 1000
     msgs = [outbox.OutboxMessage(topic, b"K", orjson.dumps({"n": n, "pad": pad}))
-            for n in range(30)]
+            for n in range(rows)]
     async with engine.begin() as conn:
         await outbox.write(conn, msgs, shards=4, schema=schema)
     relay = OutboxRelay(engine, producer, schema, shards=4, poll_interval=0.05)
     task = asyncio.create_task(relay.run())
-    records = await read_topic(topic, expect=30, timeout=30, settle=1.0)
+    records = await read_topic(topic, expect=rows, timeout=60, settle=1.0)
     await relay.stop()
     await task
-    assert [orjson.loads(r.value)["n"] for r in records] == list(range(30))
+    return [orjson.loads(r.value)["n"] for r in records]
+
+
+async def test_a_refused_batch_goes_again_one_row_per_batch(engine, schema, topics, producer):
+    """The broker refuses a 30 kB batch on a topic that takes 20 kB; each 1 kB row fits. The
+    row-by-row resend must send each row in a batch of its own: ``send`` would put them in one
+    batch again, it would be refused again, and 30 good rows would be quarantined (lost)."""
+    assert await _relay_rows_of_1kb(engine, schema, topics, producer, 30, 20_000) == \
+        list(range(30))
     async with engine.connect() as conn:
         quarantined = (await conn.execute(text(
             "SELECT count(*) FROM outbox WHERE failed_at IS NOT NULL"))).scalar_one()
@@ -159,20 +166,8 @@ async def test_a_later_batch_never_overtakes_a_refused_one(engine, schema, topic
     """One key's 300 kB in one cycle make two record batches (256 kB max). The topic takes
     100 kB, so the broker refuses the first and would take the second: the second must not go
     out before the first one's rows, resent one by one, or the key's order is broken."""
-    await create_probe_schema(engine, schema)
-    topic = topics.name("small")
-    await small_topic(topic, 100_000)
-    pad = "x" * 1000
-    msgs = [outbox.OutboxMessage(topic, b"K", orjson.dumps({"n": n, "pad": pad}))
-            for n in range(300)]
-    async with engine.begin() as conn:
-        await outbox.write(conn, msgs, shards=4, schema=schema)
-    relay = OutboxRelay(engine, producer, schema, shards=4, poll_interval=0.05)
-    task = asyncio.create_task(relay.run())
-    records = await read_topic(topic, expect=300, timeout=60, settle=1.0)
-    await relay.stop()
-    await task
-    assert [orjson.loads(r.value)["n"] for r in records] == list(range(300))
+    assert await _relay_rows_of_1kb(engine, schema, topics, producer, 300, 100_000) == \
+        list(range(300))
 
 
 async def test_the_relay_listens_again_after_its_connection_is_cut(engine, schema, topics,

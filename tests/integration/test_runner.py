@@ -9,36 +9,18 @@ from decimal import Decimal
 
 import pytest
 from aiokafka import TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from sqlalchemy import text
 
 from shared.consumer import ConsumerRunner, RunnerConfig
 from shared.context import BatchContext, Rejected
-from shared.db import make_engine
 from shared.events import Event, sample_cloudevent
 from shared.probe import create_probe_schema, probe_spec
 from shared.relay import OutboxRelay
-from tests.conftest import DB_URL, KAFKA
-from tests.integration.conftest import eventually, read_topic
+from tests.conftest import KAFKA
+from tests.integration.conftest import drop_scratch, eventually, read_topic
 from tests.integration.helpers import encode, repayment
 
 pytestmark = pytest.mark.integration
-
-
-async def drop_scratch(uid: str) -> None:
-    """Drop the schema and topics the fixtures made for test ``uid``."""
-    eng = make_engine(DB_URL, "public", pool_size=1)
-    async with eng.begin() as conn:
-        await conn.execute(text(f'DROP SCHEMA IF EXISTS "t_{uid}" CASCADE'))
-    await eng.dispose()
-    admin = AIOKafkaAdminClient(bootstrap_servers=KAFKA)
-    await admin.start()
-    try:
-        mine = [t for t in await admin.list_topics() if t.startswith(f"t{uid}.")]
-        if mine:
-            await admin.delete_topics(mine)
-    finally:
-        await admin.close()
 
 
 @pytest.fixture(autouse=True)
@@ -323,13 +305,18 @@ async def test_types_not_handled_are_envelope_checked_only(engine, schema, topic
 
 async def test_an_event_the_inbox_cannot_record_is_dead_lettered_not_retried_for_ever(
         engine, schema, topics, producer, uid):
-    """A valid CloudEvent whose ``source`` is too long for the inbox's primary-key index (a
-    btree row holds ~2.7 kB) fails its claim and even its dead-letter row: it must still go to
-    the DLQ (recorded by position) and the consumer must go on, not retry the batch for ever."""
+    """A valid CloudEvent whose inbox row the database refuses for good (it was a source too
+    long for the primary-key index before the envelope capped it at 256 characters; here a
+    CHECK constraint refuses its id) fails its claim and even its dead-letter row: it must
+    still go to the DLQ (recorded by its Kafka position) and the consumer must go on, not
+    retry the batch for ever."""
     await create_probe_schema(engine, schema)
+    bad_id = f"cannot-record-{secrets.token_hex(4)}"
+    async with engine.begin() as conn:
+        await conn.execute(text(
+            f"ALTER TABLE inbox ADD CONSTRAINT refuses_one CHECK (id <> '{bad_id}')"))
     topic = topics.loan_events
-    long_source = "urn:" + secrets.token_hex(2000)
-    messages = [repayment("L1", "1.00"), repayment("L1", "2.00", source=long_source),
+    messages = [repayment("L1", "1.00"), repayment("L1", "2.00", event_id=bad_id),
                 repayment("L1", "4.00")]
     for m in messages:
         meta = await producer.send_and_wait(topic, encode(m), key=b"L1")
