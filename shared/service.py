@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -33,6 +33,8 @@ from shared.problems import install_problem_handlers
 from shared.relay import OutboxRelay
 from shared.settings import ServiceSettings
 from shared.topics import ALL_TOPICS, TopicNames
+
+S = TypeVar("S", bound=ServiceSettings)
 
 log = logging.getLogger("qingshou.service")
 
@@ -70,6 +72,18 @@ class Runtime:
     @property
     def source(self) -> str:
         return f"urn:qingshou:{self.definition.name}"
+
+    def own_settings(self, cls: type[S]) -> S:
+        """The settings as the service's own subclass ``cls`` (its extra ``QS_`` fields read
+        from the environment once, the shared ones as given), kept in ``extras``."""
+        if isinstance(self.settings, cls):
+            return self.settings
+        found = self.extras.get("settings")
+        if not isinstance(found, cls):
+            base = self.settings.model_dump(exclude_unset=True)
+            base.update(service=self.settings.service, port=self.settings.port)
+            found = self.extras["settings"] = cls(**base)
+        return found
 
     async def start(self) -> None:
         s, d = self.settings, self.definition

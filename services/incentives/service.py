@@ -16,14 +16,7 @@ from shared.service import Runtime, ServiceDefinition
 
 def incentives_settings(runtime: Runtime) -> IncentivesSettings:
     """The runtime's settings as the incentives' own (extra fields from the environment)."""
-    if isinstance(runtime.settings, IncentivesSettings):
-        return runtime.settings
-    if "settings" not in runtime.extras:
-        base = runtime.settings.model_dump(exclude_unset=True)
-        base.update(service=runtime.settings.service, port=runtime.settings.port)
-        runtime.extras["settings"] = IncentivesSettings(**base)
-    settings: IncentivesSettings = runtime.extras["settings"]
-    return settings
+    return runtime.own_settings(IncentivesSettings)
 
 
 def consumer(runtime: Runtime) -> ConsumerSpec:

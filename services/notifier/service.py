@@ -19,13 +19,7 @@ from shared.service import Runtime, ServiceDefinition
 
 def notifier_settings(runtime: Runtime) -> NotifierSettings:
     """The runtime's settings as the notifier's own (extra fields from the environment)."""
-    if isinstance(runtime.settings, NotifierSettings):
-        return runtime.settings
-    if "settings" not in runtime.extras:
-        base = runtime.settings.model_dump(exclude_unset=True)
-        base.update(service=runtime.settings.service, port=runtime.settings.port)
-        runtime.extras["settings"] = NotifierSettings(**base)
-    return runtime.extras["settings"]
+    return runtime.own_settings(NotifierSettings)
 
 
 def clock_for(runtime: Runtime) -> Clock:
