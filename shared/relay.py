@@ -2,8 +2,8 @@
 
 One cycle is one transaction: take the advisory locks of every free shard, claim the oldest
 unsent rows of those shards with ``FOR UPDATE SKIP LOCKED``, publish them (acks=all, idempotent
-producer), mark them sent, commit. A relay that dies mid-cycle leaves its rows unsent and
-unlocked, and they go out again (downstream inboxes drop the duplicate). Relays wake on
+producer), delete the acknowledged ones, commit. A relay that dies mid-cycle leaves its rows
+unsent and unlocked, and they go out again (downstream inboxes drop the duplicate). Relays wake on
 ``LISTEN``/``NOTIFY`` and poll at a short interval in case a notification is missed.
 """
 
@@ -106,7 +106,7 @@ class OutboxRelay:
         self._wake.set()
 
     async def publish_once(self) -> int:
-        """One claim-publish-mark cycle; returns how many rows it published."""
+        """One claim-publish-delete cycle; returns how many rows it published."""
         async with self.engine.begin() as conn:
             shards = (await conn.execute(
                 text("SELECT coalesce(array_agg(s), '{}') FROM generate_series(0, :n - 1) s "
@@ -121,8 +121,11 @@ class OutboxRelay:
             sent = [row for row, out in zip(rows, outcomes, strict=True) if out is None]
             refused = [(row, out) for row, out in zip(rows, outcomes, strict=True)
                        if isinstance(out, BaseException) and not _retriable(out)]
-            await conn.execute(text("UPDATE outbox SET sent_at = now() "
-                                    "WHERE id = ANY(CAST(:ids AS bigint[]))"),
+            # deleted, not marked sent: an UPDATE copies the whole row (value included) into a
+            # new version with new index entries, about 15 us of PostgreSQL per row against
+            # 1 us for the DELETE, and kept rows grew the table by gigabytes an hour at load.
+            # Kafka holds what was published; the evidence lives in the services' own tables.
+            await conn.execute(text("DELETE FROM outbox WHERE id = ANY(CAST(:ids AS bigint[]))"),
                                {"ids": [r.id for r in sent]})
             for row, exc in refused:
                 # the broker will never take it (too large, invalid topic...): set it aside for
@@ -141,7 +144,7 @@ class OutboxRelay:
         failed = [out for out in outcomes if isinstance(out, BaseException)
                   and _retriable(out)]
         if failed:
-            # what was published is marked; the rest goes again after backoff. A lost producer
+            # what was published is deleted; the rest goes again after backoff. A lost producer
             # state first, whatever came before it: only it makes run() rebuild the producer
             stuck = [out for out in failed if isinstance(out, PRODUCER_STATE_ERRORS)]
             raise (stuck or failed)[0]
@@ -229,7 +232,8 @@ class OutboxRelay:
                 text("SELECT count(*) FROM outbox WHERE sent_at IS NULL"))).scalar_one())
 
     async def _maintain(self) -> None:
-        """Every few seconds: update the backlog gauge and delete rows sent long ago."""
+        """Every few seconds: update the backlog gauge and delete rows sent long ago (rows
+        marked sent by relays of earlier versions, which kept them for ``retention_s``)."""
         now = time.monotonic()
         if now - self._last_cleanup < 5.0:
             return
