@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.incentives import scoring, store
 from services.incentives.domain import (
     SchemeBook,
+    period_at,
     period_of,
     rank,
     scheme_to_doc,
@@ -44,7 +45,7 @@ from shared.service import Runtime
 def _period(value: str | None, zone: tzinfo, name: str = "period") -> str:
     """`value` checked, or the current month in the bank's zone when it is omitted."""
     if value is None:
-        return period_of(datetime.now(zone).date())
+        return period_at(datetime.now(zone), zone)
     try:
         return check_period(value)
     except ValueError:

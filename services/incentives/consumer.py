@@ -39,7 +39,9 @@ from services.incentives.domain import (
     entries_for_assigned,
     entry_for_complaint,
     entry_for_promise,
+    first_open_period,
     known_arrears,
+    period_at,
     period_of,
     promise_entry_id,
 )
@@ -91,13 +93,8 @@ def as_mapping(event: Event) -> dict[str, Any]:
 
 def arrival_period(event: Event, closed: set[str], after: str | None = None,
                    zone: tzinfo = DEFAULT_ZONE) -> str:
-    local = event.time.astimezone(zone)
-    year, month = local.year, local.month
-    period = f"{year:04d}-{month:02d}"
-    while period in closed or (after is not None and period <= after):
-        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
-        period = f"{year:04d}-{month:02d}"
-    return period
+    """The open month an event arrives in (see the module doc)."""
+    return first_open_period(period_at(event.time, zone), closed, after)
 
 
 def _keep(state: BatchState, event: Event, entries: list[CreditEntry]) -> list[CreditEntry]:

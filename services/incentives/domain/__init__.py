@@ -24,7 +24,13 @@ from services.incentives.domain.ledger import (
     known_arrears,
     promise_entry_id,
 )
-from services.incentives.domain.periods import business_days_between, period_bounds, period_of
+from services.incentives.domain.periods import (
+    business_days_between,
+    first_open_period,
+    period_at,
+    period_bounds,
+    period_of,
+)
 from services.incentives.domain.scheme import (
     DEFAULT_SCHEME,
     Scheme,
@@ -61,7 +67,9 @@ __all__ = [
     "entry_for_complaint",
     "entry_for_promise",
     "entry_id_for",
+    "first_open_period",
     "known_arrears",
+    "period_at",
     "period_bounds",
     "period_of",
     "promise_entry_id",

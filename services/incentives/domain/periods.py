@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 from calendar import monthrange
-from collections.abc import Iterable
-from datetime import date, timedelta
+from collections.abc import Collection, Iterable
+from datetime import date, datetime, timedelta, tzinfo
 
 _PERIOD_RE = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 _WEEK = 7
@@ -16,6 +16,21 @@ _SATURDAY = 5
 def period_of(day: date) -> str:
     """The incentive period (month) a business date belongs to."""
     return f"{day.year:04d}-{day.month:02d}"
+
+
+def period_at(instant: datetime, zone: tzinfo) -> str:
+    """The period an instant falls in, read in the bank's zone (whatever offset it carries)."""
+    return period_of(instant.astimezone(zone).date())
+
+
+def first_open_period(period: str, closed: Collection[str], after: str | None = None) -> str:
+    """``period`` itself, or the first month after it that is open and later than ``after``:
+    nothing ever lands in a closed month (a closed month is what was paid)."""
+    year, month = (int(part) for part in check_period(period).split("-"))
+    while period in closed or (after is not None and period <= after):
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+        period = f"{year:04d}-{month:02d}"
+    return period
 
 
 def period_bounds(period: str) -> tuple[date, date]:
