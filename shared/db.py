@@ -7,7 +7,10 @@ sets ``search_path`` to it, so SQL inside a service names tables without a schem
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Sequence
+from typing import Any
 
+import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
@@ -47,3 +50,15 @@ async def ping(engine: AsyncEngine) -> None:
 async def ensure_schema(engine: AsyncEngine, schema: str) -> None:
     async with engine.begin() as conn:
         await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{check_identifier(schema)}"'))
+
+
+def rows_json(rows: Iterable[Sequence[Any]]) -> str:
+    """Rows of a multi-row statement as one JSON array of arrays, the statement's one parameter.
+
+    Read back in SQL by position: ``FROM jsonb_array_elements(CAST(:rows AS jsonb)) AS u(r)``
+    and ``r->>0``, ``CAST(r->>1 AS timestamptz)``... orjson writes the whole batch in one call,
+    where a typed array per column costs the driver an encoding step per element (a fifth of
+    staging's end of day, a third of the notifier's writes). Decimals travel as their exact
+    string (``default=str``), datetimes as RFC 3339, nested dicts as JSON objects.
+    """
+    return orjson.dumps(list(rows), default=str).decode()

@@ -30,6 +30,7 @@ from services.notifier.domain import (
     ContactRequest,
     parse_contact_policy,
 )
+from shared.db import rows_json
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,18 +296,18 @@ async def append_log(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> N
     """Append decisions to the contact log in order, with one statement (never updated, never
     deleted but by retention).
 
-    The rows travel as one JSON array of arrays read back by position: orjson writes it in
-    one call, where a typed array per column cost the driver an encoding step per element
-    (and ``json_to_recordset`` over objects cost PostgreSQL more than ``->>`` on jsonb). An
-    absent ``attempt`` is JSON null there, which ``NULLIF`` turns back into SQL NULL.
+    The rows travel as one JSON array of arrays read back by position
+    (:func:`shared.db.rows_json`; ``json_to_recordset`` over objects cost PostgreSQL more
+    than ``->>`` on jsonb). An absent ``attempt`` is JSON null there, which ``NULLIF`` turns
+    back into SQL NULL.
     """
     if not rows:
         return
     # one labels() look-up per channel and status, not per row (it costs more than the row)
     for (channel, status), n in Counter((r["channel"], r["status"]) for r in rows).items():
         CONTACTS_LOGGED.labels(channel, status).inc(n)
-    await conn.execute(_LOG, {"rows": orjson.dumps(
-        [[*(r[f] for f in _LOG_FIELDS), r["attempt"] or None] for r in rows]).decode()})
+    await conn.execute(_LOG, {"rows": rows_json(
+        [*(r[f] for f in _LOG_FIELDS), r["attempt"] or None] for r in rows)})
 
 
 _QUEUE_DEFERRED = text("""
@@ -325,9 +326,8 @@ async def queue_deferred(conn: AsyncConnection,
     latest = {req.contact_id: (req, due) for req, due in items}
     if not latest:
         return
-    await conn.execute(_QUEUE_DEFERRED, {"rows": orjson.dumps(
-        [(cid, due, request_doc(req)) for cid, (req, due) in latest.items()],
-        default=str).decode()})
+    await conn.execute(_QUEUE_DEFERRED, {"rows": rows_json(
+        (cid, due, request_doc(req)) for cid, (req, due) in latest.items())})
 
 
 _QUEUE_DISPATCH = text("""
@@ -344,9 +344,8 @@ async def queue_dispatch(conn: AsyncConnection,
     """(request, template id) into the dispatch queue; a contact already queued stays as is."""
     if not items:
         return
-    await conn.execute(_QUEUE_DISPATCH, {"rows": orjson.dumps(
-        [(req.contact_id, req.channel, template, request_doc(req)) for req, template in items],
-        default=str).decode()})
+    await conn.execute(_QUEUE_DISPATCH, {"rows": rows_json(
+        (req.contact_id, req.channel, template, request_doc(req)) for req, template in items)})
 
 
 async def purge_contacts(conn: AsyncConnection, older_than: datetime) -> int:

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.staging.domain.loan import Owner
 from services.staging.domain.shortcut import DueLoan, PlainStep, due_loan
-from services.staging.store import rows_json
+from shared.db import rows_json
 
 Claimed = tuple[DueLoan, dict[str, Any]]  # the loan's facts and its document
 

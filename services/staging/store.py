@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.staging.domain.loan import LoanState, StageChange
 from services.staging.domain.policy import PolicySet, parse_policy
+from shared.db import rows_json
 
 
 def _json(value: Any) -> str:
@@ -58,14 +59,6 @@ async def loans_of_collector(conn: AsyncConnection, collector_id: str) -> list[L
         SELECT state::text AS state FROM loans WHERE collector_id = :c
         ORDER BY loan_id FOR UPDATE"""), {"c": collector_id})
     return [LoanState.from_dict(orjson.loads(r.state)) for r in rows]
-
-
-def rows_json(rows: Iterable[Sequence[Any]]) -> str:
-    """Rows for a multi-row statement as one JSON array of arrays (read back with
-    ``jsonb_array_elements``): one parameter serialised by orjson, instead of a typed array
-    per column that the driver encodes element by element (a fifth of end of day's CPU).
-    A loan document travels as a string in it: the ``json`` column takes that text as is."""
-    return orjson.dumps(list(rows), default=str).decode()  # Decimal as its exact string
 
 
 _SAVE = text("""
