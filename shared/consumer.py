@@ -84,12 +84,25 @@ class ConsumerSpec:
 class RunnerConfig:
     """How the runner reads Kafka and writes its schema.
 
-    Latency (measured for issue 7, aiokafka 0.14 on Kafka 4.4): neither ``poll_timeout_ms`` nor
-    aiokafka's ``fetch_max_wait_ms`` (500 ms, left at its default) delays an event. ``getmany``
-    returns as soon as a record is buffered, and with ``fetch_min_bytes`` = 1 the broker answers
-    a waiting fetch the moment a record arrives; the fetcher sends the next fetch while the
-    batch is applied. A record took 0.3 ms (p50) from its acknowledgement to ``getmany`` with
-    either 500 or 50 ms. What an event waits for is the batch in flight and its own batch.
+    Latency (measured for issue 7, aiokafka 0.14 on Kafka 4.4). aiokafka keeps one fetch in
+    flight per broker and leaves out of it every partition that still has records waiting for
+    ``getmany``. A consumer of several topics, some quiet, therefore used to send, while it
+    applied a batch, a fetch naming only the quiet partitions (the busy ones' records were
+    buffered); the broker held that fetch for ``fetch_max_wait_ms`` (500 ms by default) and
+    nothing else could be fetched meanwhile: the stack's notifier sat idle in ``getmany`` for up
+    to half a second while events waited on the broker. Three settings remove it:
+
+    - ``prefetch_hold_s``: after a fetch brought records, no other fetch goes to that broker
+      until they are taken or this long has passed (aiokafka's private ``prefetch_backoff``,
+      0.1 s, which it does not expose). The runner takes everything buffered on each poll, so
+      the next fetch names every partition.
+    - ``top_up_ms``: records that were already buffered when ``getmany`` was called were
+      fetched while the last batch was applied and are as old as that batch; taking them sends
+      a fresh fetch, and the runner waits up to this long for its answer and adds it to the
+      batch, so a batch holds what the broker had when it started rather than one producer
+      request of it.
+    - ``fetch_max_wait_ms``: how long the broker may hold a fetch with nothing to answer
+      (100 ms): the bound on what a fetch naming the wrong partitions can still cost.
     """
 
     bootstrap: str
@@ -99,6 +112,9 @@ class RunnerConfig:
     source: str = "urn:qingshou"
     max_records: int = 2000
     poll_timeout_ms: int = 200
+    fetch_max_wait_ms: int = 100
+    prefetch_hold_s: float = 2.0
+    top_up_ms: int = 20
     outbox_shards: int = 16
     client_id: str | None = None
 
@@ -118,6 +134,22 @@ class _Redo(Exception):
 
 class _Unattributable(Exception):
     """A batch hook failed and no single message can be blamed yet."""
+
+
+# ``getmany`` back sooner than this found its records already buffered
+_BUFFERED_S = 0.002
+
+
+def hold_prefetch(consumer: AIOKafkaConsumer, seconds: float) -> bool:
+    """Set how long buffered records keep aiokafka from fetching the broker's other
+    partitions (see :class:`RunnerConfig`). aiokafka does not expose it: False, and the
+    library's default stays, if a version no longer has the attribute."""
+    fetcher = getattr(consumer, "_fetcher", None)
+    if fetcher is None or not hasattr(fetcher, "_prefetch_backoff"):
+        log.warning("cannot set aiokafka's prefetch backoff; fetches may wait on quiet topics")
+        return False
+    fetcher._prefetch_backoff = seconds
+    return True
 
 
 def synthetic_key(record: ConsumerRecord) -> inbox.InboxKey:
@@ -181,8 +213,10 @@ class ConsumerRunner:
             max_poll_interval_ms=600_000,
             fetch_max_bytes=16 * 1024 * 1024,
             max_partition_fetch_bytes=4 * 1024 * 1024,
+            fetch_max_wait_ms=cfg.fetch_max_wait_ms,
         )
         await self._consumer.start()
+        hold_prefetch(self._consumer, cfg.prefetch_hold_s)
         self._consumer.subscribe([cfg.topics.name(t) for t in self.spec.topics],
                                  listener=_Revocation(self._lock))
 
@@ -199,6 +233,7 @@ class ConsumerRunner:
         backoff = Backoff()
         try:
             while not self._stopping.is_set():
+                asked = time.monotonic()
                 try:
                     batches = await consumer.getmany(
                         timeout_ms=self.config.poll_timeout_ms,
@@ -210,6 +245,8 @@ class ConsumerRunner:
                 backoff.reset()
                 if not batches:
                     continue
+                if time.monotonic() - asked < _BUFFERED_S:
+                    await self._top_up(consumer, batches)
                 async with self._lock:
                     started = time.perf_counter()
                     records = [r for recs in batches.values() for r in recs]
@@ -222,6 +259,21 @@ class ConsumerRunner:
         finally:
             with contextlib.suppress(Exception):
                 await consumer.stop()
+
+    async def _top_up(self, consumer: AIOKafkaConsumer,
+                      batches: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+        """Add to a batch of buffered (older) records what a fresh fetch brings within
+        ``top_up_ms`` (see :class:`RunnerConfig`)."""
+        room = self.config.max_records - sum(len(r) for r in batches.values())
+        if room <= 0 or self.config.top_up_ms <= 0:
+            return
+        try:
+            more = await consumer.getmany(timeout_ms=self.config.top_up_ms, max_records=room)
+        except KafkaError as exc:  # the records in hand go on; the error comes back next poll
+            log.warning("fetch failed", extra={"error": repr(exc)})
+            return
+        for tp, records in more.items():
+            batches.setdefault(tp, []).extend(records)
 
     # -- one batch -------------------------------------------------------------------------
 

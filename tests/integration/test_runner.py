@@ -337,3 +337,50 @@ async def test_an_event_the_inbox_cannot_record_is_dead_lettered_not_retried_for
         await asyncio.gather(*tasks)
     assert [dict(r.headers)["qs-reason"] for r in dead] == [b"handler_error"]
     assert (await probe_rows(engine))["L1"] == (Decimal("5.00"), 2)
+
+
+async def test_a_batch_takes_what_arrived_while_the_last_one_was_applied(
+        engine, schema, topics, producer, uid):
+    """Records that arrive, one producer request at a time, while a batch is applied are
+    taken together by the next batch, not one request per batch.
+
+    aiokafka fetches the first of them during the batch and then holds them; the runner's
+    top-up fetches the rest when it takes them. The runner also reads a quiet topic
+    (``calendar``), whose fetch must not stand in the way (prefetch hold)."""
+    await create_probe_schema(engine, schema)
+    spec = probe_spec()
+    spec.topics = [*spec.topics, "calendar"]
+    sizes: list[int] = []
+    first_started = asyncio.Event()
+
+    async def before(ctx: BatchContext, events: list[Event]) -> None:
+        sizes.append(len(events))
+        if len(sizes) == 1:
+            first_started.set()
+            await asyncio.sleep(1.0)  # a slow batch; four requests arrive meanwhile
+
+    spec.before_batch = before
+    runner = ConsumerRunner(spec, engine, RunnerConfig(
+        bootstrap=KAFKA, group_id=f"g-{uid}", schema=schema, topics=topics,
+        source="urn:qingshou:test", top_up_ms=5000))
+    task = asyncio.create_task(runner.run())
+    topic = topics.loan_events
+
+    async def send(ev: dict) -> None:
+        await producer.send_and_wait(topic, encode(ev), key=b"L1")
+
+    await send(repayment("L1", "1.00"))
+    await asyncio.wait_for(first_started.wait(), 30)
+    for amount in ("2.00", "3.00", "4.00", "5.00"):
+        await send(repayment("L1", amount))
+        await asyncio.sleep(0.1)
+
+    async def all_applied() -> bool:
+        return (await probe_rows(engine)).get("L1", (0, 0))[1] == 5
+
+    await eventually(all_applied)
+    await runner.stop()
+    await task
+    assert runner.consumer is not None
+    assert runner.consumer._fetcher._prefetch_backoff == runner.config.prefetch_hold_s
+    assert sizes == [1, 4]
