@@ -79,6 +79,9 @@ def bench(
     baseline_events: int = typer.Option(5_000, help="runner: events for the baseline"),
     rate: int = typer.Option(1_000, help="stack: events per second offered to ingest"),
     seconds: int = typer.Option(15, help="stack: how long the load lasts"),
+    zone: str = typer.Option("night", help="stack: the borrowers' time zone, or night / day: "
+                             "a zone where it is night (decisions deferred for quiet hours) "
+                             "or day (decisions are sends) at the time of the run"),
     api_key: str = typer.Option("qs-dev-admin", envvar="QS_API_KEY", help="stack: ingest key"),
     processes: int = typer.Option(1, help="runner: consumer processes in one group"),
     kills: int = typer.Option(3, min=0, help="chaos: SIGKILLs of each service"),
@@ -106,7 +109,8 @@ def bench(
             ingest_url=f"http://127.0.0.1:{_port('ingest')}", api_key=api_key,
             bootstrap=s.kafka_bootstrap,
             contacts_topic=TopicNames(s.topic_prefix).name("contact-outcomes"),
-            run_dir=home / "run", rate=rate, seconds=seconds))
+            run_dir=home / "run", rate=rate, seconds=seconds,
+            zone=stack_bench.zone_for(zone)))
         console.print(stack_bench.report(result, rate))
         return
     if suite == "chaos":

@@ -27,8 +27,9 @@ import uuid
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import httpx
 import orjson
@@ -53,6 +54,7 @@ class StackBenchResult:
     to_decision_ms: list[float] = field(default_factory=list)
     to_topic_ms: list[float] = field(default_factory=list)
     cpu_during_load: dict[str, float] = field(default_factory=dict)
+    zone: str = ""
 
     def percentile(self, p: float) -> float:
         return percentile(self.latencies_ms, p)
@@ -71,13 +73,37 @@ def _event(type_: str, subject: str, data: dict) -> dict:
             "data": data}
 
 
-def _setup_events(tag: str, loans: int) -> list[dict]:
+# candidates for ``zone_for``: whole-hour offsets around the clock
+_ZONES = ("Asia/Shanghai", "Asia/Kolkata", "Asia/Dubai", "Europe/Moscow", "Europe/Berlin",
+          "Europe/London", "Atlantic/Azores", "America/Sao_Paulo", "America/New_York",
+          "America/Chicago", "America/Denver", "America/Los_Angeles", "Pacific/Honolulu",
+          "Pacific/Auckland", "Asia/Tokyo")
+
+
+def zone_for(when: str, now: datetime | None = None) -> str:
+    """The borrowers' time zone for a run: an IANA name as given, or ``night`` / ``day``: the
+    first zone of a fixed list where it is now between 00:00 and 05:00 (well inside the
+    default quiet hours, 21:00-08:00: every first decision is a deferral, the dispatcher
+    sends nothing) or between 10:00 and 17:00 (decisions are sends, queued for the provider
+    sandbox). Runs of either kind can then be compared at any hour of the day."""
+    if when not in ("night", "day"):
+        ZoneInfo(when)  # an unknown name fails here, before the run
+        return when
+    hours = range(0, 5) if when == "night" else range(10, 17)
+    now = now or datetime.now(UTC)
+    for name in _ZONES:
+        if now.astimezone(ZoneInfo(name)).hour in hours:
+            return name
+    raise ValueError(f"no zone in the list has {when} now")  # the list spans every hour
+
+
+def _setup_events(tag: str, loans: int, zone: str = "Asia/Shanghai") -> list[dict]:
     events = []
     for i in range(loans):
         loan, borrower = f"{tag}-L{i}", f"{tag}-B{i}"
         events.append(_event("borrower.updated", borrower, {
             "borrower_id": borrower, "name": "Bench Borrower", "phone": "+8613900000000",
-            "email": "bench@example.com", "timezone": "Asia/Shanghai", "language": "zh-CN",
+            "email": "bench@example.com", "timezone": zone, "language": "zh-CN",
             "opted_out_channels": [], "vulnerable": False}))
         events.append(_event("loan.opened", loan, {
             "loan_id": loan, "borrower_id": borrower, "product": "consumer_loan",
@@ -179,7 +205,8 @@ def peak_rss_mb(run_dir: Path) -> dict[str, float]:
 
 
 async def run(*, ingest_url: str, api_key: str, bootstrap: str, contacts_topic: str,
-              run_dir: Path, rate: int = 1000, seconds: int = 15) -> StackBenchResult:
+              run_dir: Path, rate: int = 1000, seconds: int = 15,
+              zone: str = "Asia/Shanghai") -> StackBenchResult:
     tag = f"SB{uuid.uuid4().hex[:6]}"
     total = rate * seconds
     headers = {"Authorization": f"Bearer {api_key}"}
@@ -211,7 +238,7 @@ async def run(*, ingest_url: str, api_key: str, bootstrap: str, contacts_topic: 
     try:
         async with httpx.AsyncClient(timeout=30, headers=headers,
                                      limits=httpx.Limits(max_connections=64)) as client:
-            setup = _setup_events(tag, total)
+            setup = _setup_events(tag, total, zone)
             for i in range(0, len(setup), 1000):
                 await _post(client, batch_url, setup[i:i + 1000])
             prefix = _prefix_of(contacts_topic)
@@ -255,16 +282,18 @@ async def run(*, ingest_url: str, api_key: str, bootstrap: str, contacts_topic: 
         peak_rss_mb=peak_rss_mb(run_dir), settle_seconds=settled, first_status=first_status,
         to_decision_ms=[(decided_at[k] - accepted[k]) * 1000 for k in seen],
         to_topic_ms=[(first_decision[k] - decided_at[k]) * 1000 for k in seen],
-        cpu_during_load={role: cpu_after[role] - cpu_before.get(role, 0.0) for role in cpu_after})
+        cpu_during_load={role: cpu_after[role] - cpu_before.get(role, 0.0) for role in cpu_after},
+        zone=zone)
 
 
 def report(result: StackBenchResult, rate: int) -> str:
     lines = [f"Offered {rate:,} events/s for {result.seconds:.1f} s: {result.sent:,} accepted "
              f"(202), {result.decided:,} decided "
              f"({result.sent / result.seconds:,.0f} events/s achieved).",
-             f"Setup absorbed by every consumer in {result.settle_seconds:.1f} s. First "
-             "decisions: " + (", ".join(f"{n:,} {status}" for status, n
-                                       in sorted(result.first_status.items())) or "none")
+             f"Borrowers in {result.zone or '?'}; setup absorbed by every consumer in "
+             f"{result.settle_seconds:.1f} s. First decisions: "
+             + (", ".join(f"{n:,} {status}" for status, n
+                          in sorted(result.first_status.items())) or "none")
              + ".", "",
              "| ms | 202 → decision published | 202 → decision made | made → published |",
              "|---|---:|---:|---:|"]

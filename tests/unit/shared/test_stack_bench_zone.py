@@ -1,0 +1,27 @@
+"""The stack benchmark's borrower zone: comparable runs at any hour (night: deferrals)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from shared.ops.stack_bench import zone_for
+
+
+@pytest.mark.parametrize("season", [datetime(2026, 1, 15, tzinfo=UTC),
+                                    datetime(2026, 7, 15, tzinfo=UTC)])
+def test_every_hour_of_the_year_has_a_night_zone_and_a_day_zone(season: datetime) -> None:
+    for minutes in range(0, 24 * 60, 30):
+        now = season + timedelta(minutes=minutes)
+        night = now.astimezone(ZoneInfo(zone_for("night", now)))
+        day = now.astimezone(ZoneInfo(zone_for("day", now)))
+        assert 0 <= night.hour < 5, (now, night)
+        assert 10 <= day.hour < 17, (now, day)
+
+
+def test_a_named_zone_is_used_as_given_and_an_unknown_one_refused() -> None:
+    assert zone_for("Europe/Paris") == "Europe/Paris"
+    with pytest.raises(Exception):  # noqa: B017 - ZoneInfoNotFoundError or ValueError
+        zone_for("Mars/Olympus_Mons")
