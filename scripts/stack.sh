@@ -7,6 +7,8 @@ QS_HOME="${QS_HOME:-$ROOT/.local}"
 PY="${QS_PYTHON:-$ROOT/.venv/bin/python}"
 RUN="$QS_HOME/run"; LOGS="$QS_HOME/logs"
 mkdir -p "$RUN" "$LOGS"
+# byte-code caches under $QS_HOME even where PYTHONDONTWRITEBYTECODE is set (see the Makefile)
+export PYTHONDONTWRITEBYTECODE= PYTHONPYCACHEPREFIX="${PYTHONPYCACHEPREFIX:-$QS_HOME/pycache}"
 
 # name:port — ports can be moved with QS_<NAME>_PORT
 SERVICES="sandbox:${QS_SANDBOX_PORT:-8005} ingest:${QS_INGEST_PORT:-8001} staging:${QS_STAGING_PORT:-8002} notifier:${QS_NOTIFIER_PORT:-8003} incentives:${QS_INCENTIVES_PORT:-8004} console:${QS_CONSOLE_PORT:-8006}"
