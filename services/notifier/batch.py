@@ -36,17 +36,18 @@ UPDATES_LOAN = frozenset({"case.flag.cleared"})
 
 class NotifierBatch:
     def __init__(self, loans: dict[str, LoanState], locked: set[str], created: set[str],
-                 borrowers: dict[str, BorrowerRow]) -> None:
+                 profiles: dict[str, BorrowerProfile]) -> None:
         self._loans = loans  # a loan without a row is absent (the created rows too, at first)
         self._locked = locked
         self._created = created
-        self._borrowers = borrowers
-        self._loaded_borrowers: set[str] = set(borrowers)
+        # the rows borrower.updated put in this batch (the only ones written back)
+        self._borrowers: dict[str, BorrowerRow] = {}
+        self._loaded_borrowers: set[str] = set(profiles)
         self._dirty_loans: set[str] = set()
         self._dirty_borrowers: set[str] = set()
-        # what decisions read of each borrower, built once per borrower and batch (dropped
-        # when a borrower.updated replaces the row)
-        self._profiles: dict[str, BorrowerProfile] = {}
+        # what decisions read of each borrower: read as such for the stored ones, built once
+        # from a row put in this batch (dropped when a borrower.updated replaces the row)
+        self._profiles = profiles
         self.contacts = ContactBatch()
 
     @classmethod
@@ -77,8 +78,8 @@ class NotifierBatch:
         for loan_id in created:
             loans.pop(loan_id, None)  # inserted just now: to the handlers it does not exist yet
         borrower_ids.update(s.borrower_id for s in loans.values() if s.borrower_id)
-        borrowers = await store.load_borrowers(conn, borrower_ids)
-        batch = cls(loans, writes, created, borrowers)
+        profiles = await store.load_profiles(conn, borrower_ids)
+        batch = cls(loans, writes, created, profiles)
         batch._loaded_borrowers |= borrower_ids
         return batch
 
@@ -116,7 +117,7 @@ class NotifierBatch:
         """Read the borrowers not read yet (one query, none when all are known)."""
         missing = set(ids) - self._loaded_borrowers
         if missing:
-            self._borrowers.update(await store.load_borrowers(conn, missing))
+            self._profiles.update(await store.load_profiles(conn, missing))
             self._loaded_borrowers |= missing
 
     async def flush(self, conn: AsyncConnection, *, final: bool = False) -> None:

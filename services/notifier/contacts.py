@@ -191,11 +191,9 @@ async def release_due(ctx: BatchContext, now: datetime, policy: ContactPolicy,
         {"c": [r.contact_id for r in rows]})
     requests = [store.request_from_json(r.request) for r in rows]
     loans = await store.load_loans(conn, (r.loan_id for r in requests))
-    borrowers = await store.load_borrowers(conn, (r.borrower_id for r in requests))
+    profiles = await store.load_profiles(conn, (r.borrower_id for r in requests))
     batch = ContactBatch(skip_logged=False)
     for req in requests:
-        found = borrowers.get(req.borrower_id)
-        batch.add([req], now, policy, loans.get(req.loan_id),
-                  found.profile if found is not None else None)
+        batch.add([req], now, policy, loans.get(req.loan_id), profiles.get(req.borrower_id))
     await batch.decide_all(ctx)
     return len(rows)

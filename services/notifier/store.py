@@ -85,7 +85,9 @@ def request_doc(req: ContactRequest) -> dict[str, Any]:
         "requires_stage": req.requires_stage, "loan_stage_now": req.loan_stage_now,
         "loan_closed": req.loan_closed,
         "valid_until": req.valid_until.isoformat() if req.valid_until else None,
-        "variables": dict(req.variables),
+        # a dict as is (orjson writes it; nothing mutates a request's variables), any other
+        # mapping copied into one
+        "variables": v if (v := req.variables).__class__ is dict else dict(v),
     }
 
 
@@ -197,17 +199,20 @@ async def delete_loans(conn: AsyncConnection, loan_ids: Iterable[str]) -> None:
                            {"ids": ids})
 
 
-async def load_borrowers(conn: AsyncConnection,
-                         borrower_ids: Iterable[str]) -> dict[str, BorrowerRow]:
+async def load_profiles(conn: AsyncConnection,
+                        borrower_ids: Iterable[str]) -> dict[str, BorrowerProfile]:
+    """What decisions read of the stored borrowers among ``borrower_ids``: the profile
+    :attr:`BorrowerRow.profile` gives, built straight from the row (a borrower only read is
+    never written back, so its full row is not needed)."""
     ids = sorted(set(borrower_ids))
     if not ids:
         return {}
     rows = await conn.execute(text("""
-        SELECT borrower_id, name, phone, email, timezone, language, opted_out_channels,
-               vulnerable
+        SELECT borrower_id, timezone, language, opted_out_channels, vulnerable,
+               coalesce(phone, '') <> '', coalesce(email, '') <> ''
         FROM borrowers WHERE borrower_id = ANY(CAST(:ids AS text[]))"""), {"ids": ids})
     # by position, as loans are read (attribute access per column cost more than the rest)
-    return {t[0]: BorrowerRow(t[0], t[1], t[2], t[3], t[4], t[5], tuple(t[6]), t[7])
+    return {t[0]: BorrowerProfile(t[0], t[1], t[2], frozenset(t[3]), t[4], t[5], t[6], True)
             for t in rows}
 
 
@@ -261,10 +266,14 @@ async def load_histories(conn: AsyncConnection, loan_ids: Iterable[str],
     history: dict[str, list[ContactRecord]] = {}
     if not ids:
         return history
-    for r in await conn.execute(_HISTORY, {"loans": ids, "since": since}):
-        if r.sent_at:
-            history.setdefault(r.loan_id, []).append(
-                ContactRecord(r.channel, r.sent_at, r.status))
+    # by position (a Row's attribute access costs more than the record it makes)
+    for loan_id, channel, sent_at, status in await conn.execute(
+            _HISTORY, {"loans": ids, "since": since}):
+        if sent_at:
+            found = history.get(loan_id)
+            if found is None:
+                found = history[loan_id] = []
+            found.append(ContactRecord(channel, sent_at, status))
     return history
 
 
@@ -288,10 +297,6 @@ FROM jsonb_array_elements(CAST(:rows AS jsonb)) WITH ORDINALITY AS u(r, n)
 ORDER BY n
 """)
 
-_LOG_FIELDS = ("contact_id", "loan_id", "borrower_id", "channel", "template", "stage",
-               "trigger", "status", "reason", "scheduled_for", "decided_at")
-
-
 async def append_log(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
     """Append decisions to the contact log in order, with one statement (never updated, never
     deleted but by retention).
@@ -307,7 +312,9 @@ async def append_log(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> N
     for (channel, status), n in Counter((r["channel"], r["status"]) for r in rows).items():
         CONTACTS_LOGGED.labels(channel, status).inc(n)
     await conn.execute(_LOG, {"rows": rows_json(
-        [*(r[f] for f in _LOG_FIELDS), r["attempt"] or None] for r in rows)})
+        [r["contact_id"], r["loan_id"], r["borrower_id"], r["channel"], r["template"],
+         r["stage"], r["trigger"], r["status"], r["reason"], r["scheduled_for"],
+         r["decided_at"], r["attempt"] or None] for r in rows)})
 
 
 _QUEUE_DEFERRED = text("""

@@ -31,7 +31,7 @@ from shared.events import new_event
 from shared.migrations import migrate
 from shared.relay import OutboxRelay
 from tests.conftest import DB_URL, KAFKA, free_port
-from tests.integration.conftest import eventually, read_topic
+from tests.integration.conftest import drop_scratch, eventually, read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -523,3 +523,26 @@ async def test_one_batch_decides_in_event_order_and_caps_count_its_own_sends(
         ("sms", "suppressed", "cease_contact", None),
         ("email", "suppressed", "cease_contact", None)]
     assert flags[0].flags == ["cease_contact"]
+
+
+async def test_stored_profiles_are_what_the_rows_make(engine, schema, uid) -> None:
+    """``store.load_profiles`` reads a borrower's profile straight from its row: the same
+    value ``BorrowerRow.profile`` makes of that row, empty and missing contact details too."""
+    from services.notifier import store
+    from services.notifier.store import BorrowerRow
+
+    await migrate(DB_URL, schema, MIGRATIONS)
+    rows = [BorrowerRow(f"B{i}", "Name", phone, email, tz, lang, opted, vulnerable)
+            for i, (phone, email, tz, lang, opted, vulnerable) in enumerate([
+                ("+8613800000000", "a@example.com", "Asia/Shanghai", "zh-CN", (), False),
+                (None, "", "Europe/London", "en", ("sms", "voice"), True),
+                ("", None, "America/New_York", "en", ("email",), False),
+                (None, None, "Asia/Kolkata", "zh-CN", ("letter", "sms"), True)])]
+    try:
+        async with engine.begin() as conn:
+            await store.save_borrowers(conn, rows)
+            profiles = await store.load_profiles(conn, [*(r.borrower_id for r in rows),
+                                                        "B-none"])
+    finally:
+        await drop_scratch(uid)
+    assert profiles == {r.borrower_id: r.profile for r in rows}
