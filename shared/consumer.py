@@ -103,6 +103,12 @@ class RunnerConfig:
       request of it.
     - ``fetch_max_wait_ms``: how long the broker may hold a fetch with nothing to answer
       (100 ms): the bound on what a fetch naming the wrong partitions can still cost.
+
+    ``skipped_commit_interval_s``: the position past a batch that held only types this consumer
+    skips is committed with the next batch that writes, or after this long: an offset commit
+    per such batch was the largest cost of a consumer that skips most of a busy topic (staging
+    and incentives under the notifier's ``instalment.upcoming``). A crash before it is
+    committed redelivers only skipped messages, which are skipped again.
     """
 
     bootstrap: str
@@ -115,6 +121,7 @@ class RunnerConfig:
     fetch_max_wait_ms: int = 100
     prefetch_hold_s: float = 2.0
     top_up_ms: int = 20
+    skipped_commit_interval_s: float = 1.0
     outbox_shards: int = 16
     client_id: str | None = None
 
@@ -169,13 +176,16 @@ class _Stopped(Exception):
 
 
 class _Revocation(ConsumerRebalanceListener):
-    def __init__(self, lock: asyncio.Lock):
+    def __init__(self, lock: asyncio.Lock, pending: dict[TopicPartition, int]):
         self.lock = lock
+        self.pending = pending
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         # wait for the batch in flight to commit before the partitions move on
         async with self.lock:
-            pass
+            # positions past skipped messages only: the next owner skips them again
+            for tp in revoked:
+                self.pending.pop(tp, None)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         log.info("partitions assigned", extra={"partitions": sorted(str(tp) for tp in assigned)})
@@ -196,6 +206,10 @@ class ConsumerRunner:
         self._stopping = asyncio.Event()
         self.applied = 0
         self.dead_lettered = 0
+        # positions applied but not committed yet (RunnerConfig.skipped_commit_interval_s)
+        self._pending: dict[TopicPartition, int] = {}
+        self._last_commit = time.monotonic()
+        self._wrote = False  # whether the batch being applied opened a transaction
 
     @property
     def consumer(self) -> AIOKafkaConsumer | None:
@@ -218,7 +232,7 @@ class ConsumerRunner:
         await self._consumer.start()
         hold_prefetch(self._consumer, cfg.prefetch_hold_s)
         self._consumer.subscribe([cfg.topics.name(t) for t in self.spec.topics],
-                                 listener=_Revocation(self._lock))
+                                 listener=_Revocation(self._lock, self._pending))
 
     async def stop(self) -> None:
         """Ask the loop to finish its current batch and return."""
@@ -244,19 +258,29 @@ class ConsumerRunner:
                     continue
                 backoff.reset()
                 if not batches:
+                    if self._pending and self._commit_due():
+                        async with self._lock:
+                            await self._commit_pending()
                     continue
                 if time.monotonic() - asked < _BUFFERED_S:
                     await self._top_up(consumer, batches)
                 async with self._lock:
                     started = time.perf_counter()
                     records = [r for recs in batches.values() for r in recs]
+                    self._wrote = False
                     if not await self._apply_until_done(records):
                         break
-                    await self._commit_offsets(batches)
+                    for tp, recs in batches.items():
+                        if recs:
+                            self._pending[tp] = recs[-1].offset + 1
+                    if self._wrote or self._commit_due():
+                        await self._commit_pending()
                     BATCH_SECONDS.labels(self.spec.name).observe(time.perf_counter() - started)
                     BATCH_SIZE.labels(self.spec.name).observe(len(records))
                     self._update_lag(batches)
         finally:
+            with contextlib.suppress(Exception):
+                await self._commit_pending()
             with contextlib.suppress(Exception):
                 await consumer.stop()
 
@@ -361,6 +385,7 @@ class ConsumerRunner:
         spec, cfg = self.spec, self.config
         if all(i.event is None and i.reason is None for i in items):
             return  # only types this consumer skips: no transaction, only the offsets move
+        self._wrote = True
         async with self.engine.begin() as conn:
             ctx = BatchContext(conn, cfg.topics, cfg.source)
             wanted: list[_Item] = []
@@ -464,11 +489,20 @@ class ConsumerRunner:
 
     # -- offsets -----------------------------------------------------------------------------
 
-    async def _commit_offsets(self, batches: Mapping[TopicPartition, list[ConsumerRecord]]) -> None:
+    def _commit_due(self) -> bool:
+        return time.monotonic() - self._last_commit >= self.config.skipped_commit_interval_s
+
+    async def _commit_pending(self) -> None:
+        """Commit every position applied so far (this batch's and skipped batches' before)."""
+        offsets = {tp: OffsetAndMetadata(offset, "") for tp, offset in self._pending.items()}
+        self._pending.clear()
+        self._last_commit = time.monotonic()
+        if offsets:
+            await self._commit_offsets(offsets)
+
+    async def _commit_offsets(self, offsets: dict[TopicPartition, OffsetAndMetadata]) -> None:
         consumer = self._consumer
         assert consumer is not None
-        offsets = {tp: OffsetAndMetadata(recs[-1].offset + 1, "")
-                   for tp, recs in batches.items() if recs}
         backoff = Backoff()
         for _ in range(8):
             try:

@@ -384,3 +384,67 @@ async def test_a_batch_takes_what_arrived_while_the_last_one_was_applied(
     assert runner.consumer is not None
     assert runner.consumer._fetcher._prefetch_backoff == runner.config.prefetch_hold_s
     assert sizes == [1, 4]
+
+
+async def test_positions_past_skipped_messages_are_committed_with_the_next_write(
+        engine, schema, topics, producer, uid):
+    """Batches holding only skipped types commit no offset of their own (a commit each was
+    the main cost of skipping a busy topic); the next batch that writes commits their
+    position with its own, and so does stopping."""
+    await create_probe_schema(engine, schema)
+    topic = topics.loan_events
+    skipped = sample_cloudevent("payment.missed")
+    runner = ConsumerRunner(probe_spec(), engine, RunnerConfig(
+        bootstrap=KAFKA, group_id=f"g-{uid}", schema=schema, topics=topics,
+        source="urn:qingshou:test", poll_timeout_ms=100, skipped_commit_interval_s=3600))
+    task = asyncio.create_task(runner.run())
+    await eventually(lambda: _assigned(runner))
+    commits: list[dict] = []
+    real_commit = runner.consumer.commit
+
+    async def counted(offsets=None):
+        commits.append(dict(offsets or {}))
+        await real_commit(offsets)
+
+    runner.consumer.commit = counted  # the real commit, counted
+    for n in range(3):  # three batches of skipped messages
+        meta = await producer.send_and_wait(
+            topic, encode({**skipped, "id": f"skip-{n}-{uid}"}), key=b"L1")
+        tp = TopicPartition(topic, meta.partition)
+        end = meta.offset + 1
+
+        async def read_past(end=end, tp=tp) -> bool:
+            return await runner.consumer.position(tp) == end
+
+        await eventually(read_past)
+    assert commits == []
+    assert await runner.consumer.committed(tp) is None
+
+    meta = await producer.send_and_wait(topic, encode(repayment("L1", "1.00")), key=b"L1")
+    assert meta.partition == tp.partition
+
+    async def applied() -> bool:
+        return (await probe_rows(engine)).get("L1", (0, 0))[1] == 1
+
+    await eventually(applied)
+
+    async def committed_to_the_end() -> bool:
+        return await runner.consumer.committed(tp) == meta.offset + 1
+
+    await eventually(committed_to_the_end)
+    assert len(commits) == 1
+
+    last = await producer.send_and_wait(
+        topic, encode({**skipped, "id": f"skip-last-{uid}"}), key=b"L1")
+
+    async def read_last() -> bool:
+        return await runner.consumer.position(tp) == last.offset + 1
+
+    await eventually(read_last)
+    await runner.stop()
+    await task
+    assert [o[tp].offset for o in commits] == [meta.offset + 1, last.offset + 1]
+
+
+async def _assigned(runner: ConsumerRunner) -> bool:
+    return runner.consumer is not None and bool(runner.consumer.assignment())
