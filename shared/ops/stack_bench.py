@@ -157,12 +157,13 @@ async def wait_until_consumed(bootstrap: str, topic: str, groups: Sequence[str],
         await admin.close()
 
 
-def cpu_seconds(run_dir: Path) -> dict[str, float]:
-    """CPU time (user + system) used so far by each process on the machine, by role.
+def cpu_seconds(run_dir: Path) -> dict[int, tuple[str, float]]:
+    """CPU time (user + system) used so far by each process on the machine: pid -> (role,
+    seconds).
 
-    The services by their pid files in ``run_dir``, then the Kafka broker, PostgreSQL (all its
-    backends together), this benchmark, and everything else. The difference of two snapshots
-    says where the machine's two cores went during the load.
+    Roles: the services by their pid files in ``run_dir``, then the Kafka broker, PostgreSQL
+    (all its backends together), this benchmark, and everything else. :func:`cpu_by_role` of
+    two snapshots says where the machine's two cores went during the load.
     """
     tick = os.sysconf("SC_CLK_TCK")
     roles: dict[int, str] = {}
@@ -170,7 +171,7 @@ def cpu_seconds(run_dir: Path) -> dict[str, float]:
         with contextlib.suppress(OSError, ValueError):
             roles[int(pid_file.read_text().strip())] = pid_file.stem
     roles[os.getpid()] = "bench"
-    used: dict[str, float] = {}
+    used: dict[int, tuple[str, float]] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -182,11 +183,26 @@ def cpu_seconds(run_dir: Path) -> dict[str, float]:
         comm, rest = stat[stat.index("(") + 1:stat.rindex(")")], stat[stat.rindex(")") + 2:]
         fields = rest.split()
         seconds = (int(fields[11]) + int(fields[12])) / tick
-        role = roles.get(int(entry.name))
+        pid = int(entry.name)
+        role = roles.get(pid)
         if role is None:
             role = ("kafka" if b"kafka.Kafka" in cmdline else
                     "postgres" if comm.startswith("postgres") else "other")
-        used[role] = used.get(role, 0.0) + seconds
+        used[pid] = (role, seconds)
+    return used
+
+
+def cpu_by_role(before: dict[int, tuple[str, float]],
+                after: dict[int, tuple[str, float]]) -> dict[str, float]:
+    """CPU used between two snapshots, by role: each process alive at the second counts what
+    it used since the first (all of it if it started in between). A process that ended in
+    between is left out rather than subtracted (short-lived PostgreSQL backends of other
+    work on the machine used to cancel out the stack's own)."""
+    used: dict[str, float] = {}
+    for pid, (role, seconds) in after.items():
+        earlier = before.get(pid)
+        spent = seconds - earlier[1] if earlier is not None and earlier[0] == role else seconds
+        used[role] = used.get(role, 0.0) + max(0.0, spent)
     return used
 
 
@@ -282,7 +298,7 @@ async def run(*, ingest_url: str, api_key: str, bootstrap: str, contacts_topic: 
         peak_rss_mb=peak_rss_mb(run_dir), settle_seconds=settled, first_status=first_status,
         to_decision_ms=[(decided_at[k] - accepted[k]) * 1000 for k in seen],
         to_topic_ms=[(first_decision[k] - decided_at[k]) * 1000 for k in seen],
-        cpu_during_load={role: cpu_after[role] - cpu_before.get(role, 0.0) for role in cpu_after},
+        cpu_during_load=cpu_by_role(cpu_before, cpu_after),
         zone=zone)
 
 

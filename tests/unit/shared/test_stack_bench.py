@@ -1,4 +1,4 @@
-"""The stack benchmark's borrower zone: comparable runs at any hour (night: deferrals)."""
+"""The stack benchmark's pure parts: the borrowers' zone, CPU accounting by role."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from shared.ops.stack_bench import zone_for
+from shared.ops.stack_bench import cpu_by_role, zone_for
 
 
 @pytest.mark.parametrize("season", [datetime(2026, 1, 15, tzinfo=UTC),
@@ -25,3 +25,11 @@ def test_a_named_zone_is_used_as_given_and_an_unknown_one_refused() -> None:
     assert zone_for("Europe/Paris") == "Europe/Paris"
     with pytest.raises(Exception):  # noqa: B017 - ZoneInfoNotFoundError or ValueError
         zone_for("Mars/Olympus_Mons")
+
+
+def test_cpu_by_role_counts_what_live_processes_used_since_the_first_snapshot() -> None:
+    before = {1: ("notifier", 10.0), 2: ("postgres", 5.0), 3: ("postgres", 50.0)}
+    after = {1: ("notifier", 12.5), 2: ("postgres", 6.0), 4: ("postgres", 0.5),
+             5: ("other", 1.0)}
+    # pid 3 ended in between: left out, not subtracted; pid 4 started: all of it counts
+    assert cpu_by_role(before, after) == {"notifier": 2.5, "postgres": 1.5, "other": 1.0}
