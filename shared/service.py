@@ -30,7 +30,7 @@ from shared.kafka import Producer, ensure_topics, make_producer
 from shared.logs import configure_logging
 from shared.migrations import migrate
 from shared.problems import install_problem_handlers
-from shared.relay import OutboxRelay
+from shared.relay import RelayThread
 from shared.settings import ServiceSettings
 from shared.topics import ALL_TOPICS, TopicNames
 
@@ -64,7 +64,7 @@ class Runtime:
     producer: Producer
     engine: AsyncEngine | None = None
     runner: ConsumerRunner | None = None
-    relay: OutboxRelay | None = None
+    relay: RelayThread | None = None
     extras: dict[str, Any] = field(default_factory=dict)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _background: list[asyncio.Task[None]] = field(default_factory=list)
@@ -105,11 +105,10 @@ class Runtime:
             self._spawn(self.runner.run(), "consumer")
             self.extras["consumer_task"] = self._tasks[-1]
         if self.engine is not None and d.consumer is not None:
-            self.relay = OutboxRelay(self.engine, self.producer, s.schema_name,
-                                     shards=s.relay_shards, batch=s.relay_batch,
-                                     poll_interval=s.relay_poll_interval_s, name=d.name)
-            self._spawn(self.relay.run(), "relay")
-            self.extras["relay_task"] = self._tasks[-1]
+            self.relay = RelayThread(s.database_url, s.schema_name, s.kafka_bootstrap,
+                                     name=d.name, shards=s.relay_shards, batch=s.relay_batch,
+                                     poll_interval=s.relay_poll_interval_s)
+            await self.relay.start()
         for job in d.background(self):
             self._spawn(job(), getattr(job, "__name__", "background"), background=True)
 
@@ -161,10 +160,11 @@ class Runtime:
             checks["kafka"] = ok is not None
         except Exception:
             checks["kafka"] = False
-        for name in ("consumer", "relay"):
-            task = self.extras.get(f"{name}_task")
-            if task is not None:
-                checks[name] = not task.done()
+        task = self.extras.get("consumer_task")
+        if task is not None:
+            checks["consumer"] = not task.done()
+        if self.relay is not None:
+            checks["relay"] = self.relay.alive()
         # a service's own conditions, e.g. ingest's event routes being open
         for name, check in self.extras.get(READY_CHECKS, {}).items():
             checks[name] = bool(check())

@@ -195,3 +195,32 @@ async def test_the_relay_listens_again_after_its_connection_is_cut(engine, schem
     await relay.stop()
     await task
     assert [r.value for r in records] == [b'{"n": 2}']
+
+
+async def test_the_relay_thread_publishes_on_its_own_loop_and_stops_cleanly(
+        engine, schema, topics):
+    """How the services run their relay: a thread with its own loop, engine and producer.
+    It publishes what the service's transactions wrote, reports itself alive, and stops after
+    its cycle; one that cannot start says why."""
+    from shared.relay import RelayThread
+    from tests.conftest import DB_URL
+
+    await create_probe_schema(engine, schema)
+    topic = topics.name("repayments-applied")
+    thread = RelayThread(DB_URL, schema, KAFKA, name="t", shards=4, batch=50,
+                         poll_interval=0.05)
+    await thread.start()
+    assert thread.alive()
+    msgs = [outbox.OutboxMessage(topic, f"K{i}".encode(), b"%d" % i) for i in range(120)]
+    async with engine.begin() as conn:
+        await outbox.write(conn, msgs, shards=4, schema=schema)
+    records = await read_topic(topic, expect=120, timeout=30, settle=0.5)
+    await thread.stop()
+    assert not thread.alive()
+    assert sorted(int(r.value) for r in records) == list(range(120))
+    assert thread.relay is not None and thread.relay.published == 120
+
+    broken = RelayThread(DB_URL, schema, "127.0.0.1:1", name="broken")
+    with pytest.raises(Exception):  # noqa: B017 - the producer's own connection error
+        await broken.start()
+    assert not broken.alive()
