@@ -73,6 +73,7 @@ def _row_for(req: ContactRequest, decision: Decision, now: datetime) -> dict[str
 
 
 _BORROWER_WAIT_MIN = timedelta(minutes=15)
+_NO_FLAGS: frozenset[str] = frozenset()
 
 
 # a queued request with what it is decided against: (request, now, policy, loan, borrower)
@@ -157,7 +158,7 @@ class _Outcome:
             else:
                 self.rows.append(log_row(req, "suppressed", "unknown_borrower", now))
             return None
-        flags = frozenset(loan.flags) if loan is not None else frozenset()
+        flags = frozenset(loan.flags) if loan is not None and loan.flags else _NO_FLAGS
         decision = decide(req, borrower, flags, history, now, policy)
         self.rows.append(_row_for(req, decision, now))
         if isinstance(decision, Send):

@@ -24,13 +24,14 @@ from .model import BorrowerProfile, ContactRecord, ContactRequest, Decision, Def
 from .policy import Cap, ContactPolicy
 
 _COUNTED = frozenset({"sent", "delivered"})
+_COUNTED_OR_FAILED = _COUNTED | {"failed"}
 _MAX_ROUNDS = 32  # caps and quiet hours settle in two or three rounds; this is a backstop
 
 
 def _counted_times(
     history: Iterable[ContactRecord], channel: str, policy: ContactPolicy
 ) -> list[datetime]:
-    counted = _COUNTED | {"failed"} if channel in policy.failed_counts_toward_caps else _COUNTED
+    counted = _COUNTED_OR_FAILED if channel in policy.failed_counts_toward_caps else _COUNTED
     return sorted(r.sent_at for r in history if r.channel == channel and r.status in counted)
 
 
@@ -61,9 +62,10 @@ def _state_suppression(
     vulnerable: bool,
 ) -> Suppress | None:
     cid = request.contact_id
-    for flag in policy.blocking_flags:
-        if flag in flags:
-            return Suppress(cid, flag)
+    if flags:  # most loans carry none
+        for flag in policy.blocking_flags:
+            if flag in flags:
+                return Suppress(cid, flag)
     if request.loan_closed:
         return Suppress(cid, "stale", "loan_closed")
     if request.requires_stage is not None and request.loan_stage_now != request.requires_stage:
@@ -103,13 +105,15 @@ def decide(
         return Suppress(request.contact_id, "stale", "too_old")
 
     caps = policy.caps.get(request.channel, ())
-    times = _counted_times(history, request.channel, policy) if caps else []
+    # an empty history counts nothing (a list: the usual case, and cheap to ask)
+    times = _counted_times(history, request.channel, policy) if caps and history else []
     at = now
     constraints: list[str] = []
     binding = ""
     for _ in range(_MAX_ROUNDS):
         moved = False
-        release = cap_release(times, at, caps)
+        # nothing counted: every cap (a policy's max is at least 1) has room at `at`
+        release = cap_release(times, at, caps) if times else at
         if release > at:
             at = ceil_minute(release)
             moved = True

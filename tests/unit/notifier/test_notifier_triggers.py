@@ -127,3 +127,30 @@ def test_contact_id_is_the_uuid5_of_the_trigger_byte_for_byte():
     for loan, trigger, disc, channel in names:
         expected = str(uuid.uuid5(CONTACT_NAMESPACE, f"{loan}|{trigger}|{disc}|{channel}"))
         assert contact_id(loan, trigger, disc, channel) == expected
+
+
+def test_every_field_of_a_request_is_the_one_its_trigger_meant():
+    """The triggers build requests positionally: each field, named, is what it should be."""
+    from dataclasses import asdict, fields
+
+    from services.notifier.domain.model import ContactRequest
+
+    variables = {"amount_due": "850.00", "instalment_no": 3}
+    (req, _) = early_warning_requests(loan_id="L9", borrower_id="B9", stage="current",
+                                      instalment_no=3, due_date=date(2026, 5, 8),
+                                      created_at=NOW, policy=DEFAULT_POLICY,
+                                      variables=variables)
+    assert asdict(req) == {
+        "contact_id": contact_id("L9", "early_warning", "3|2026-05-08", "sms"),
+        "loan_id": "L9", "borrower_id": "B9", "channel": "sms",
+        "template": "early_warning.sms", "trigger": "early_warning", "stage": "current",
+        "created_at": NOW, "requires_stage": "current", "loan_stage_now": "current",
+        "loan_closed": False, "valid_until": date(2026, 5, 8), "variables": variables}
+    assert [f.name for f in fields(ContactRequest)] == list(asdict(req))
+    (reminder,) = promise_reminder_requests(loan_id="L1", borrower_id="B1", promise_id="P1",
+                                            due_on=date(2026, 5, 10), today=date(2026, 5, 9),
+                                            stage="negotiation", created_at=NOW,
+                                            policy=DEFAULT_POLICY)
+    assert (reminder.stage, reminder.requires_stage, reminder.loan_stage_now,
+            reminder.loan_closed, reminder.variables) == (
+        "negotiation", None, "negotiation", False, {})
