@@ -112,15 +112,14 @@ class ContactBatch:
         pending, self._pending = self._pending, []
         if not pending:
             return []
-        conn = ctx.conn
-        seen = (await store.logged_contact_ids(conn, (p[0].contact_id for p in pending))
-                if self.skip_logged else set())
         spans: dict[int, timedelta] = {}  # a batch has one policy, asked once
         for p in pending:
             if id(p[2]) not in spans:
                 spans[id(p[2])] = store.history_span(p[2])
         since = min(p[1] - spans[id(p[2])] for p in pending)
-        history = await store.load_histories(conn, (p[0].loan_id for p in pending), since)
+        seen, history = await store.decision_state(
+            ctx.conn, (p[0].contact_id for p in pending) if self.skip_logged else (),
+            (p[0].loan_id for p in pending), since)
         outcome = _Outcome()
         decisions: list[Decision | None] = []
         for p in pending:

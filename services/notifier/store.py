@@ -107,12 +107,31 @@ def request_from_json(doc: dict[str, Any]) -> ContactRequest:
     )
 
 
+# The document last parsed (a copy of its own) and its policy: every consumed batch reads the
+# policy, and parsing it cost more than the read; a document equal to the last one is the
+# same policy (parsing is pure).
+_last_parsed: tuple[dict[str, Any], ContactPolicy] | None = None
+
+
+def _parsed(document: dict[str, Any]) -> ContactPolicy:
+    global _last_parsed
+    last = _last_parsed
+    if last is not None and last[0] == document:
+        return last[1]
+    policy = parse_contact_policy(document)
+    _last_parsed = (orjson.loads(orjson.dumps(document)), policy)
+    return policy
+
+
+_LOAD_POLICY = text(
+    "SELECT version, document FROM contact_policies ORDER BY version DESC LIMIT 1")
+
+
 async def load_policy(conn: AsyncConnection) -> tuple[int, dict[str, Any], ContactPolicy]:
-    row = (await conn.execute(text(
-        "SELECT version, document FROM contact_policies ORDER BY version DESC LIMIT 1"))).first()
+    row = (await conn.execute(_LOAD_POLICY)).first()
     if row is None:
-        return 0, DEFAULT_CONTACT_POLICY, parse_contact_policy(DEFAULT_CONTACT_POLICY)
-    return row.version, row.document, parse_contact_policy(row.document)
+        return 0, DEFAULT_CONTACT_POLICY, _parsed(DEFAULT_CONTACT_POLICY)
+    return row.version, row.document, _parsed(row.document)
 
 
 # numeric(18, 4) rounds half away from zero; keep in memory exactly what the column holds
@@ -247,10 +266,16 @@ def history_span(policy: ContactPolicy) -> timedelta:
     return max(windows) if windows else timedelta(days=7)
 
 
-_HISTORY = text("""
+# The decisions' two reads in one round trip: which of the batch's contact ids the log already
+# has (rows without a channel), and per loan one row per contact that went out after :since
+# (its first send time, its latest status).
+_DECISION_STATE = text("""
+SELECT DISTINCT contact_id, NULL::text, NULL::timestamptz, NULL::text
+FROM contacts WHERE contact_id = ANY(CAST(:ids AS text[]))
+UNION ALL
 SELECT loan_id, channel,
-       min(decided_at) FILTER (WHERE status IN ('sent', 'failed')) AS sent_at,
-       (array_agg(status ORDER BY id DESC))[1] AS status
+       min(decided_at) FILTER (WHERE status IN ('sent', 'failed')),
+       (array_agg(status ORDER BY id DESC))[1]
 FROM contacts
 WHERE loan_id = ANY(CAST(:loans AS text[])) AND status IN ('sent', 'delivered', 'failed')
   AND decided_at > :since
@@ -258,34 +283,28 @@ GROUP BY loan_id, contact_id, channel
 """)
 
 
-async def load_histories(conn: AsyncConnection, loan_ids: Iterable[str],
-                         since: datetime) -> dict[str, list[ContactRecord]]:
-    """Per loan, one record per contact that went out after ``since`` (its first send time,
-    its latest status)."""
-    ids = sorted(set(loan_ids))
+async def decision_state(conn: AsyncConnection, contact_ids: Iterable[str],
+                         loan_ids: Iterable[str], since: datetime,
+                         ) -> tuple[set[str], dict[str, list[ContactRecord]]]:
+    """The ids among ``contact_ids`` that already have a row in the contact log, and per loan
+    of ``loan_ids`` one record per contact that went out after ``since`` (its first send time,
+    its latest status); one statement."""
+    seen: set[str] = set()
     history: dict[str, list[ContactRecord]] = {}
-    if not ids:
-        return history
+    ids, loans = sorted(set(contact_ids)), sorted(set(loan_ids))
+    if not ids and not loans:
+        return seen, history
     # by position (a Row's attribute access costs more than the record it makes)
-    for loan_id, channel, sent_at, status in await conn.execute(
-            _HISTORY, {"loans": ids, "since": since}):
-        if sent_at:
-            found = history.get(loan_id)
+    for key, channel, sent_at, status in await conn.execute(
+            _DECISION_STATE, {"ids": ids, "loans": loans, "since": since}):
+        if channel is None:
+            seen.add(key)
+        elif sent_at:
+            found = history.get(key)
             if found is None:
-                found = history[loan_id] = []
+                found = history[key] = []
             found.append(ContactRecord(channel, sent_at, status))
-    return history
-
-
-async def logged_contact_ids(conn: AsyncConnection, contact_ids: Iterable[str]) -> set[str]:
-    """The ids among ``contact_ids`` that already have a row in the contact log."""
-    ids = sorted(set(contact_ids))
-    if not ids:
-        return set()
-    rows = await conn.execute(text("""
-        SELECT DISTINCT contact_id FROM contacts
-        WHERE contact_id = ANY(CAST(:ids AS text[]))"""), {"ids": ids})
-    return {r.contact_id for r in rows}
+    return seen, history
 
 
 _LOG = text("""

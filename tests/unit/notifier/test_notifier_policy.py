@@ -125,3 +125,17 @@ def test_extra_blocking_flags_come_after_the_mandatory_ones():
     policy = parse_contact_policy(doc)
     assert policy.blocking_flags[0] == "cease_contact"
     assert policy.blocking_flags[-1] == "hardship"
+
+
+def test_the_store_parses_a_policy_document_once_until_it_changes():
+    from services.notifier import store
+
+    doc = _doc()
+    first = store._parsed(doc)
+    assert first == parse_contact_policy(doc)
+    assert store._parsed(_doc()) is first  # an equal document: the same policy
+    doc["quiet_hours"]["start"] = "22:00"  # the caller's dict changed after the parse
+    changed = store._parsed(doc)
+    assert changed is not first and changed == parse_contact_policy(doc)
+    assert str(changed.quiet_hours.start) == "22:00:00"
+    assert store._parsed(_doc()) == first  # and back
