@@ -58,9 +58,12 @@ class NotifierBatch:
         reads: set[str] = set()
         borrower_ids: set[str] = set()
         for event in events:
-            data = event.data
-            loan_id = getattr(data, "loan_id", None)
-            borrower_id = getattr(data, "borrower_id", None)
+            # the model's fields (event data forbids extras, so that is all of it): a getattr
+            # with a default costs an AttributeError raised by pydantic when the type has no
+            # such field
+            fields = event.data.__dict__
+            loan_id = fields.get("loan_id")
+            borrower_id = fields.get("borrower_id")
             if isinstance(borrower_id, str):
                 borrower_ids.add(borrower_id)
             if not isinstance(loan_id, str):
@@ -140,9 +143,11 @@ class NotifierBatch:
         """Queue requests, to be decided with the loan and borrowers as they are now."""
         if not requests:
             return
-        await self.ensure_borrowers(conn, {r.borrower_id for r in requests})
+        loaded = self._loaded_borrowers
+        if any(r.borrower_id not in loaded for r in requests):
+            await self.ensure_borrowers(conn, {r.borrower_id for r in requests})
         for req in requests:
-            self.contacts.add([req], now, policy, loan, self._profile(req.borrower_id))
+            self.contacts.add((req,), now, policy, loan, self._profile(req.borrower_id))
 
     async def finish(self, ctx: BatchContext) -> None:
         await self.flush(ctx.conn, final=True)
