@@ -3,8 +3,8 @@
 Used by the consumer (new requests) and by the scheduler (deferred ones on release), always
 inside the caller's transaction, with `contact.attempted` queued on its outbox. Requests are
 gathered in a :class:`ContactBatch` with the loan and borrower as they were when each was
-made, then decided together in the order they were made: the contact log is asked once which
-ids it already has and once for the loans' recent history, every decision is the pure
+made, then decided together in the order they were made: the contact log is asked, in one
+statement, which ids it already has and for the loans' recent history, every decision is the pure
 `decide`, and each send joins the history in memory before the next request is decided, so a
 cap counts contacts decided earlier in the same batch. Log rows, queue rows and outbox events
 are then written with one statement each.
