@@ -1,6 +1,6 @@
 """Every event type: the sample parses, round-trips through JSON, and is registered right."""
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
@@ -95,7 +95,12 @@ def test_fast_serialisation_of_awkward_values():
     applied = new_event(t.REPAYMENT_APPLIED, source="s", data=dict(
         SAMPLES[t.REPAYMENT_APPLIED], amount=Decimal("1E+3"), to_arrears=Decimal("1000.0"),
         excess=Decimal("0E-4")))
-    for event in (contact, applied):
+    others = [new_event(t.CONTACT_ATTEMPTED, source="s", data=dict(data, scheduled_for=when))
+              for when in (datetime(2024, 6, 15, 9, tzinfo=UTC),
+                           datetime(2024, 6, 15, 9, 30, 1, 5,
+                                    tzinfo=timezone(timedelta(hours=5, minutes=30))),
+                           datetime(2024, 12, 31, 23, 59, 59, tzinfo=ZoneInfo("Asia/Shanghai")))]
+    for event in (contact, applied, *others):  # orjson writes dates and timestamps itself
         assert b'"data":' + event.data.model_dump_json().encode() in event.to_json()
     assert orjson.loads(applied.to_json())["data"]["amount"] == "1000"
 
