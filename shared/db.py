@@ -24,8 +24,10 @@ def check_identifier(name: str) -> str:
     return name
 
 
-def make_engine(url: str, schema: str, pool_size: int = 5) -> AsyncEngine:
-    """An asyncpg engine whose connections use ``schema`` (then ``public``) by default."""
+def make_engine(url: str, schema: str, pool_size: int = 5, *,
+                settings: dict[str, str] | None = None) -> AsyncEngine:
+    """An asyncpg engine whose connections use ``schema`` (then ``public``) by default;
+    ``settings`` are more PostgreSQL settings for its sessions."""
     check_identifier(schema)
     return create_async_engine(
         url,
@@ -33,7 +35,8 @@ def make_engine(url: str, schema: str, pool_size: int = 5) -> AsyncEngine:
         max_overflow=pool_size,
         pool_pre_ping=True,
         connect_args={"server_settings": {"search_path": f"{schema},public",
-                                          "application_name": f"qingshou-{schema}"}},
+                                          "application_name": f"qingshou-{schema}",
+                                          **(settings or {})}},
     )
 
 

@@ -286,6 +286,16 @@ class OutboxRelay:
             self._listen_conn = self._listen_raw = None
 
 
+# The outbox is a queue: rows inserted and deleted all day, so it holds thousands of dead rows
+# between two autovacuums, and the planner's row counts are a guess. A bitmap scan of the
+# pending index (what it picked for the claim once a run had settled) visits every dead row's
+# page on every cycle and leaves the index as it was: 75 ms a claim at 1,000 events/s, the
+# relay behind and PostgreSQL's CPU per event up half. A plain index scan marks the index
+# entries of dead rows it meets, so the next claim skips them: the relay's own sessions plan
+# without bitmap or sequential scans (its statements all have an index to use).
+RELAY_SESSION_SETTINGS = {"enable_bitmapscan": "off", "enable_seqscan": "off"}
+
+
 class RelayThread:
     """An :class:`OutboxRelay` on a thread of its own, with its own event loop, engine and
     producer: how the services run their relay.
@@ -344,7 +354,8 @@ class RelayThread:
             self._started.set()
 
     async def _run(self) -> None:
-        engine = make_engine(self.database_url, self.schema, pool_size=2)
+        engine = make_engine(self.database_url, self.schema, pool_size=2,
+                             settings=RELAY_SESSION_SETTINGS)
         producer = make_producer(self.bootstrap, client_id=f"{self.name}-relay")
         try:
             await producer.start()
