@@ -30,14 +30,14 @@ import contextlib
 import datetime as dt
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import orjson
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared import inbox, outbox
 from shared.context import BatchContext, Rejected
@@ -210,6 +210,7 @@ class ConsumerRunner:
         self._pending: dict[TopicPartition, int] = {}
         self._last_commit = time.monotonic()
         self._wrote = False  # whether the batch being applied opened a transaction
+        self._conn: AsyncConnection | None = None  # kept between batches (_transaction)
 
     @property
     def consumer(self) -> AIOKafkaConsumer | None:
@@ -279,6 +280,7 @@ class ConsumerRunner:
                     BATCH_SIZE.labels(self.spec.name).observe(len(records))
                     self._update_lag(batches)
         finally:
+            await self._close_connection()
             with contextlib.suppress(Exception):
                 await self._commit_pending()
             with contextlib.suppress(Exception):
@@ -386,7 +388,7 @@ class ConsumerRunner:
         if all(i.event is None and i.reason is None for i in items):
             return  # only types this consumer skips: no transaction, only the offsets move
         self._wrote = True
-        async with self.engine.begin() as conn:
+        async with self._transaction() as conn:
             ctx = BatchContext(conn, cfg.topics, cfg.source)
             wanted: list[_Item] = []
             seen: set[tuple[str, str]] = set()
@@ -486,6 +488,32 @@ class ConsumerRunner:
         return outbox.OutboxMessage(topic=dlq(rec.topic), key=rec.key,
                                     value=rec.value if rec.value is not None else b"",
                                     headers=headers)
+
+    @contextlib.asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[AsyncConnection]:
+        """A batch's transaction on the connection the runner keeps between batches.
+
+        Taking a connection from the pool for each batch cost a round trip (the pool's ping)
+        before the first statement. After any failure the connection goes back to the pool
+        (which rolls it back, and pings or replaces it on the next checkout).
+        """
+        conn = self._conn
+        if conn is None or conn.closed or conn.invalidated:
+            conn = self._conn = await self.engine.connect()
+        try:
+            async with conn.begin():
+                yield conn
+        except BaseException:
+            self._conn = None
+            with contextlib.suppress(Exception):
+                await conn.close()
+            raise
+
+    async def _close_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await conn.close()
 
     # -- offsets -----------------------------------------------------------------------------
 
