@@ -179,8 +179,10 @@ class _Revocation(ConsumerRebalanceListener):
     def __init__(self, lock: asyncio.Lock, pending: dict[TopicPartition, int]):
         self.lock = lock
         self.pending = pending
+        self.count = 0  # revocations so far (ConsumerRunner._top_up)
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        self.count += 1
         # wait for the batch in flight to commit before the partitions move on
         async with self.lock:
             # positions past skipped messages only: the next owner skips them again
@@ -211,6 +213,7 @@ class ConsumerRunner:
         self._last_commit = time.monotonic()
         self._wrote = False  # whether the batch being applied opened a transaction
         self._conn: AsyncConnection | None = None  # kept between batches (_transaction)
+        self._revocation = _Revocation(self._lock, self._pending)
 
     @property
     def consumer(self) -> AIOKafkaConsumer | None:
@@ -233,7 +236,7 @@ class ConsumerRunner:
         await self._consumer.start()
         hold_prefetch(self._consumer, cfg.prefetch_hold_s)
         self._consumer.subscribe([cfg.topics.name(t) for t in self.spec.topics],
-                                 listener=_Revocation(self._lock, self._pending))
+                                 listener=self._revocation)
 
     async def stop(self) -> None:
         """Ask the loop to finish its current batch and return."""
@@ -265,6 +268,8 @@ class ConsumerRunner:
                     continue
                 if time.monotonic() - asked < _BUFFERED_S:
                     await self._top_up(consumer, batches)
+                    if not batches:
+                        continue
                 async with self._lock:
                     started = time.perf_counter()
                     records = [r for recs in batches.values() for r in recs]
@@ -289,15 +294,28 @@ class ConsumerRunner:
     async def _top_up(self, consumer: AIOKafkaConsumer,
                       batches: dict[TopicPartition, list[ConsumerRecord]]) -> None:
         """Add to a batch of buffered (older) records what a fresh fetch brings within
-        ``top_up_ms`` (see :class:`RunnerConfig`)."""
+        ``top_up_ms`` (see :class:`RunnerConfig`).
+
+        The fetch runs before the batch takes the lock that revocation waits for: if a
+        rebalance revoked the partitions meanwhile, the records in hand are no longer this
+        member's to apply (their partitions may be another's; if they are this member's again,
+        it reads them from its committed offset) and are dropped. What the fetch returns then
+        was read under the new assignment (aiokafka hands out nothing while one is pending).
+        """
         room = self.config.max_records - sum(len(r) for r in batches.values())
         if room <= 0 or self.config.top_up_ms <= 0:
             return
+        revocations = self._revocation.count
         try:
             more = await consumer.getmany(timeout_ms=self.config.top_up_ms, max_records=room)
         except KafkaError as exc:  # the records in hand go on; the error comes back next poll
             log.warning("fetch failed", extra={"error": repr(exc)})
-            return
+            more = {}
+        if self._revocation.count != revocations:
+            log.info("partitions revoked during a top-up fetch; records in hand dropped",
+                     extra={"consumer": self.spec.name,
+                            "records": sum(len(r) for r in batches.values())})
+            batches.clear()
         for tp, records in more.items():
             batches.setdefault(tp, []).extend(records)
 

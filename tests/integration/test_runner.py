@@ -8,9 +8,10 @@ from collections.abc import AsyncIterator
 from decimal import Decimal
 
 import pytest
-from aiokafka import TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from sqlalchemy import text
 
+import shared.consumer as consumer_module
 from shared.consumer import ConsumerRunner, RunnerConfig
 from shared.context import BatchContext, Rejected
 from shared.events import Event, sample_cloudevent
@@ -448,3 +449,80 @@ async def test_positions_past_skipped_messages_are_committed_with_the_next_write
 
 async def _assigned(runner: ConsumerRunner) -> bool:
     return runner.consumer is not None and bool(runner.consumer.assignment())
+
+
+async def test_records_in_hand_when_a_top_up_meets_a_rebalance_are_not_applied(
+        engine, schema, topics, producer, uid, monkeypatch):
+    """The revocation waits for the batch in flight, but a batch's top-up fetch runs before
+    the runner takes its lock: a rebalance that begins meanwhile revokes the partitions of the
+    records already in hand. Those records are no longer this member's to apply (the new
+    owner, or this member again from its committed offset, reads them); only what was fetched
+    under the current assignment may be applied."""
+    await create_probe_schema(engine, schema)
+    monkeypatch.setattr(consumer_module, "_BUFFERED_S", 3600.0)  # every batch is topped up
+    spec = probe_spec()
+    batched = spec.handlers["repayment.received"]
+    revocations = [0]
+    fetched_at: dict[int, tuple[object, int]] = {}  # id(record) -> (record, revocations)
+    stale: list[int] = []
+
+    async def checked(ctx: BatchContext, event: Event) -> None:
+        assert ctx.record is not None
+        _, generation = fetched_at[id(ctx.record)]
+        if generation != revocations[0]:
+            stale.append(ctx.record.offset)
+        await batched(ctx, event)
+
+    spec.handlers = {"repayment.received": checked}
+    runner = ConsumerRunner(spec, engine, RunnerConfig(
+        bootstrap=KAFKA, group_id=f"g-{uid}", schema=schema, topics=topics,
+        source="urn:qingshou:test", top_up_ms=15_000))
+    await producer.send_and_wait(topics.loan_events, encode(repayment("L1", "1.00")), key=b"L1")
+    await runner.start()
+    consumer = runner.consumer
+    assert consumer is not None
+    listener = consumer._subscription.listener
+    real_revoked = listener.on_partitions_revoked
+
+    async def counted_revoked(revoked):
+        revocations[0] += 1
+        await real_revoked(revoked)
+
+    listener.on_partitions_revoked = counted_revoked
+    real_getmany = consumer.getmany
+    other: list[AIOKafkaConsumer] = []
+
+    async def getmany(*args, **kwargs):
+        if kwargs.get("timeout_ms") == 15_000 and not other:
+            # the top-up of the first batch: another member joins the group meanwhile
+            joiner = AIOKafkaConsumer(bootstrap_servers=KAFKA, group_id=f"g-{uid}",
+                                      enable_auto_commit=False)
+            other.append(joiner)
+            await joiner.start()
+            joiner.subscribe([topics.loan_events])
+            before = revocations[0]
+            for _ in range(300):
+                if revocations[0] > before:
+                    break
+                await asyncio.sleep(0.1)
+        found = await real_getmany(*args, **kwargs)
+        for records in found.values():
+            for record in records:
+                fetched_at[id(record)] = (record, revocations[0])
+        return found
+
+    consumer.getmany = getmany
+    task = asyncio.create_task(runner.run())
+    try:
+        async def rebalanced() -> bool:
+            return bool(other) and revocations[0] > 0
+
+        await eventually(rebalanced)
+        await asyncio.sleep(3.0)  # the batch after the top-up is applied (or not) by now
+    finally:
+        await runner.stop()
+        await task
+        for joiner in other:
+            await joiner.stop()
+    assert revocations[0] > 0
+    assert stale == []
