@@ -308,7 +308,7 @@ class ConsumerRunner:
         revocations = self._revocation.count
         try:
             more = await consumer.getmany(timeout_ms=self.config.top_up_ms, max_records=room)
-        except KafkaError as exc:  # the records in hand go on; the error comes back next poll
+        except KafkaError as exc:  # the records in hand go on (aiokafka drops the error)
             log.warning("fetch failed", extra={"error": repr(exc)})
             more = {}
         if self._revocation.count != revocations:

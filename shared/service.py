@@ -133,14 +133,17 @@ class Runtime:
         await asyncio.gather(*self._background, return_exceptions=True)
         if self.runner is not None:
             await self.runner.stop()
-        if self.relay is not None:
-            await self.relay.stop()
+        # the relay finishes its cycle on its thread while the consumer finishes its batch
+        relay_stopped = (asyncio.create_task(self.relay.stop())
+                         if self.relay is not None else None)
         if self._tasks:
             _, pending = await asyncio.wait(self._tasks, timeout=20)
             for task in pending:
                 task.cancel()
             with contextlib.suppress(Exception):
                 await asyncio.gather(*pending, return_exceptions=True)
+        if relay_stopped is not None:
+            await relay_stopped
         with contextlib.suppress(Exception):
             await self.producer.stop()
         if self.engine is not None:
