@@ -30,7 +30,7 @@ from pathlib import Path
 import httpx
 from sqlalchemy import text
 
-from services.notifier.clock import WallClock
+from services.notifier.clock import ManualClock, WallClock
 from services.notifier.dispatcher import Dispatcher
 from services.notifier.domain import (
     DEFAULT_POLICY,
@@ -152,16 +152,6 @@ async def bench_dispatch(contacts: int, url: str, batch_size: int) -> None:
         await engine.dispose()
 
 
-class _FixedClock:
-    simulated = False
-
-    def __init__(self, now: datetime) -> None:
-        self._now = now
-
-    async def now(self, conn: object) -> datetime:
-        return self._now
-
-
 def _backend_cpu_s(pid: int) -> float:
     stat = Path(f"/proc/{pid}/stat").read_text()
     fields = stat[stat.rindex(")") + 2:].split()
@@ -172,7 +162,7 @@ async def bench_batches(loans: int, batch: int, rounds: int, hour: int) -> None:
     schema = f"bench_notifier_{uuid.uuid4().hex[:8]}"
     settings = NotifierSettings(db_schema=schema)
     engine = make_engine(settings.database_url, schema, pool_size=1)
-    handlers = NotifierHandlers(settings, _FixedClock(datetime(2026, 11, 30, hour, 7,
+    handlers = NotifierHandlers(settings, ManualClock(datetime(2026, 11, 30, hour, 7,
                                                                 tzinfo=UTC)))
     table, topics = handlers.table(), TopicNames(prefix=f"{schema}.")
 
