@@ -24,7 +24,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.consumer import ConsumerRunner, RunnerConfig
-from shared.db import make_engine
+from shared.db import drop_schema, make_engine
 from shared.kafka import ensure_topics, make_producer
 from shared.probe import create_probe_schema, probe_spec
 from shared.relay import OutboxRelay
@@ -169,9 +169,8 @@ async def _relay(bootstrap: str, db_url: str, schema: str, n: int) -> Result:
 
 async def _drop(db_url: str, schemas: list[str]) -> None:
     engine = make_engine(db_url, "public", pool_size=1)
-    async with engine.begin() as conn:
-        for s in schemas:
-            await conn.execute(text(f'DROP SCHEMA IF EXISTS "{s}" CASCADE'))
+    for schema in schemas:
+        await drop_schema(engine, schema)
     await engine.dispose()
 
 

@@ -40,6 +40,13 @@ def make_engine(url: str, schema: str, pool_size: int = 5, *,
     )
 
 
+async def drop_schema(engine: AsyncEngine, schema: str) -> None:
+    """Drop a scratch schema and everything in it (benchmarks and the chaos run clean up)."""
+    check_identifier(schema)
+    async with engine.begin() as conn:
+        await conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+
+
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker:
     return async_sessionmaker(engine, expire_on_commit=False)
 

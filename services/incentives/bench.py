@@ -24,7 +24,7 @@ from sqlalchemy import text
 from services.incentives.consumer import consumer_spec
 from shared.bench import _produce, consume_in_processes
 from shared.consumer import ConsumerRunner, RunnerConfig
-from shared.db import make_engine
+from shared.db import drop_schema, make_engine
 from shared.kafka import ensure_topics
 from shared.migrations import migrate
 from shared.settings import ServiceSettings
@@ -104,8 +104,7 @@ async def run(n: int, collectors: int, processes: int = 1) -> str:
             updates = (await conn.execute(text("SELECT count(*) FROM outbox"))).scalar_one()
         assert credits == n, (credits, n)
     finally:
-        async with engine.begin() as conn:
-            await conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        await drop_schema(engine, schema)
         await engine.dispose()
     return "\n".join([
         f"Machine: {os.cpu_count()} cores, {platform.platform()}, "

@@ -44,7 +44,7 @@ from services.notifier.settings import NotifierSettings
 from services.notifier.store import request_to_json
 from shared import outbox
 from shared.context import BatchContext
-from shared.db import make_engine
+from shared.db import drop_schema, make_engine
 from shared.events import Event, new_event
 from shared.gc_tuning import tune_gc
 from shared.migrations import migrate
@@ -147,8 +147,7 @@ async def bench_dispatch(contacts: int, url: str, batch_size: int) -> None:
               f"concurrency {settings.dispatch_concurrency}); "
               f"sandbox {stats}")
     finally:
-        async with engine.begin() as conn:
-            await conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        await drop_schema(engine, schema)
         await engine.dispose()
 
 
@@ -219,8 +218,7 @@ async def bench_batches(loans: int, batch: int, rounds: int, hour: int) -> None:
               f"{backend / total * 1e3:.3f} ms/event, {total / elapsed:,.0f} events/s; "
               f"contact log {dict((r[0], r[1]) for r in mix)}")
     finally:
-        async with engine.begin() as conn:
-            await conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        await drop_schema(engine, schema)
         await engine.dispose()
 
 

@@ -46,7 +46,7 @@ from services.staging.domain.policy import DEFAULT_POLICY
 from services.staging.eod import EndOfDay
 from shared.bench import _produce
 from shared.consumer import ConsumerRunner, RunnerConfig
-from shared.db import make_engine
+from shared.db import drop_schema, make_engine
 from shared.gc_tuning import tune_gc
 from shared.kafka import ensure_topics
 from shared.migrations import migrate
@@ -282,8 +282,7 @@ async def run(n: int, book: int, consumers: int, workers: int, settle: bool = Tr
             rows.append(row)
             notes.append(note)
         finally:
-            async with engine.begin() as conn:
-                await conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+            await drop_schema(engine, schema)
             await engine.dispose()
     finally:
         if n:
