@@ -103,13 +103,21 @@ async def test_a_commit_wakes_the_relay_at_once(engine, schema, topics, producer
     relay = OutboxRelay(engine, producer, schema, shards=4, poll_interval=60.0)
     task = asyncio.create_task(relay.run())
     await asyncio.sleep(1.0)  # the relay found nothing and sleeps
+    assert await _one_row_through(engine, schema, topic, relay, task, b'{"n": 1}') == \
+        [b'{"n": 1}']
+
+
+async def _one_row_through(engine, schema: str, topic: str, relay: OutboxRelay,
+                           task: asyncio.Task, value: bytes) -> list[bytes]:
+    """Commit one outbox row (shards=4) while ``relay`` runs, read the topic, stop the relay;
+    the values the topic holds."""
     async with engine.begin() as conn:
-        await outbox.write(conn, [outbox.OutboxMessage(topic, b"K", b'{"n": 1}')], shards=4,
+        await outbox.write(conn, [outbox.OutboxMessage(topic, b"K", value)], shards=4,
                            schema=schema)
     records = await read_topic(topic, expect=1, timeout=15, settle=0.1)
     await relay.stop()
     await task
-    assert [r.value for r in records] == [b'{"n": 1}']
+    return [r.value for r in records]
 
 
 @pytest.fixture(autouse=True)
@@ -188,13 +196,8 @@ async def test_the_relay_listens_again_after_its_connection_is_cut(engine, schem
     await asyncio.sleep(7.0)  # a few polls, and the 5 s between two LISTEN attempts
     relay.poll_interval = 60.0  # from now on only a notification wakes it in time
     await asyncio.sleep(1.0)
-    async with engine.begin() as conn:
-        await outbox.write(conn, [outbox.OutboxMessage(topic, b"K", b'{"n": 2}')], shards=4,
-                           schema=schema)
-    records = await read_topic(topic, expect=1, timeout=15, settle=0.1)
-    await relay.stop()
-    await task
-    assert [r.value for r in records] == [b'{"n": 2}']
+    assert await _one_row_through(engine, schema, topic, relay, task, b'{"n": 2}') == \
+        [b'{"n": 2}']
 
 
 async def test_the_relay_thread_publishes_on_its_own_loop_and_stops_cleanly(
