@@ -6,7 +6,17 @@ Each service exposes them at ``/metrics``.
 
 from __future__ import annotations
 
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
 
 EVENTS_CONSUMED = Counter(
     "qs_events_consumed_total", "Events applied by a consumer", ["consumer", "topic"])
@@ -33,5 +43,13 @@ OUTBOX_PUBLISHED = Counter(
 
 
 def render_metrics() -> tuple[bytes, str]:
-    """Body and content type for a ``/metrics`` response."""
+    """Body and content type for a ``/metrics`` response.
+
+    Under ``PROMETHEUS_MULTIPROC_DIR`` (several worker processes on one port, as ingest with
+    ``QS_INGEST_WORKERS`` > 1) the figures are the sum over all of them, whichever answers.
+    """
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
     return generate_latest(), CONTENT_TYPE_LATEST

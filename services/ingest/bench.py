@@ -1,13 +1,14 @@
 """Benchmark of the ingest gateway: ``python -m services.ingest.bench``.
 
-Starts ``python -m services.ingest`` (uvicorn, one worker) on a free port against the real
+Starts ``python -m services.ingest`` (uvicorn; ``--workers N`` processes, default one) on a
+free port against the real
 broker (``QS_KAFKA_BOOTSTRAP``, default 127.0.0.1:9092) with fresh topics (a unique prefix,
 deleted after the run) and the rate limit lifted, then drives it with wrk:
 
 1. single: ``POST /v1/events``, one CloudEvent per request, every 202 after Kafka's ack;
 2. batch: ``POST /v1/events/batch``, 1,000 CloudEvents per request.
 
-Prints a Markdown table for BENCHMARKS.md. Needs ``wrk`` (``apt-get install -y wrk``).
+``--only single|batch`` runs one of the two. Prints a Markdown table for BENCHMARKS.md. Needs ``wrk`` (``apt-get install -y wrk``).
 """
 
 from __future__ import annotations
@@ -97,6 +98,8 @@ def main() -> None:
     parser.add_argument("--batch-connections", type=int, default=16)
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--wrk-threads", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=1, help="ingest worker processes")
+    parser.add_argument("--only", choices=["single", "batch"], help="run just one of the two")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk not found: apt-get install -y wrk")
@@ -105,7 +108,8 @@ def main() -> None:
     bootstrap = os.environ.get("QS_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
     env = {**os.environ, "QS_PORT": str(port), "QS_TOPIC_PREFIX": f"bench{run}",
            "QS_KAFKA_BOOTSTRAP": bootstrap, "QS_LOG_LEVEL": "WARNING",
-           "QS_INGEST_RATE_PER_SECOND": "1e9", "QS_INGEST_RATE_BURST": "1000000000"}
+           "QS_INGEST_RATE_PER_SECOND": "1e9",
+           "QS_INGEST_WORKERS": str(args.workers), "QS_INGEST_RATE_BURST": "1000000000"}
     server = subprocess.Popen([sys.executable, "-m", "services.ingest"], env=env)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -114,10 +118,14 @@ def main() -> None:
                    "QS_BENCH_BATCH": str(args.batch_size)}
         # a short warm-up so connections, metadata and JIT-free caches are in place
         _wrk(f"{url}/v1/events", "single.lua", 8, 2, 1, wrk_env)
-        single = _wrk(f"{url}/v1/events", "single.lua", args.connections, args.duration,
-                      args.wrk_threads, wrk_env)
-        batch = _wrk(f"{url}/v1/events/batch", "batch.lua", args.batch_connections,
-                     args.duration, args.wrk_threads, wrk_env)
+        results: dict[str, dict[str, float]] = {}
+        if args.only != "batch":
+            results["single"] = _wrk(f"{url}/v1/events", "single.lua", args.connections,
+                                     args.duration, args.wrk_threads, wrk_env)
+        if args.only != "single":
+            results["batch"] = _wrk(f"{url}/v1/events/batch", "batch.lua",
+                                    args.batch_connections, args.duration, args.wrk_threads,
+                                    wrk_env)
     finally:
         server.terminate()
         server.wait(30)
@@ -129,18 +137,21 @@ def main() -> None:
 
     machine = (f"{platform.machine()}, {os.cpu_count()} cores, "
                f"{platform.system()} {platform.release()}")
-    print(f"machine: {machine}; broker {bootstrap}; one uvicorn worker; wrk {args.wrk_threads} "
+    workers = "one uvicorn worker" if args.workers == 1 else f"{args.workers} uvicorn workers"
+    print(f"machine: {machine}; broker {bootstrap}; {workers}; wrk {args.wrk_threads} "
           f"thread(s); {args.duration} s per run\n")
-    print("| run | connections | requests/s | events/s | p50 | p99 | non-2xx |")
-    print("|---|---|---|---|---|---|---|")
-    print(f"| single `POST /v1/events` | {args.connections} | {single['rps']:,.0f} | "
-          f"{single['rps']:,.0f} | {single['p50'] * 1000:.1f} ms | {single['p99'] * 1000:.1f} ms"
-          f" | {single['non2xx']:.0f} |")
-    print(f"| batch `POST /v1/events/batch` ({args.batch_size}/request) | "
-          f"{args.batch_connections} | {batch['rps']:,.1f} | "
-          f"{batch['rps'] * args.batch_size:,.0f} | {batch['p50'] * 1000:.0f} ms | "
-          f"{batch['p99'] * 1000:.0f} ms | {batch['non2xx']:.0f} |")
-
+    print("| run | workers | connections | requests/s | events/s | p50 | p99 | non-2xx |")
+    print("|---|---|---|---|---|---|---|---|")
+    single, batch = results.get("single"), results.get("batch")
+    if single:
+        print(f"| single `POST /v1/events` | {args.workers} | {args.connections} | "
+              f"{single['rps']:,.0f} | {single['rps']:,.0f} | {single['p50'] * 1000:.1f} ms | "
+              f"{single['p99'] * 1000:.1f} ms | {single['non2xx']:.0f} |")
+    if batch:
+        print(f"| batch `POST /v1/events/batch` ({args.batch_size}/request) | {args.workers} | "
+              f"{args.batch_connections} | {batch['rps']:,.1f} | "
+              f"{batch['rps'] * args.batch_size:,.0f} | {batch['p50'] * 1000:.0f} ms | "
+              f"{batch['p99'] * 1000:.0f} ms | {batch['non2xx']:.0f} |")
 
 if __name__ == "__main__":
     main()

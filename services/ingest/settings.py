@@ -12,6 +12,9 @@ class IngestSettings(ServiceSettings):
 
     service: str = "ingest"
     port: int = 8001
+    # Worker processes sharing the port, each with its own producer, rate limiter and dedupe
+    # cache (README "Ingest workers"). One per core that the gateway may use.
+    ingest_workers: int = Field(default=1, ge=1, le=32)
 
     # One CloudEvent, alone or as a batch item; the largest contract type (borrower.updated)
     # is well under 2 KiB. At most what one Kafka request carries (the producer's and the
