@@ -1,14 +1,15 @@
 """Benchmark of the ingest gateway: ``python -m services.ingest.bench``.
 
 Starts ``python -m services.ingest`` (uvicorn; ``--workers N`` processes, default one) on a
-free port against the real
-broker (``QS_KAFKA_BOOTSTRAP``, default 127.0.0.1:9092) with fresh topics (a unique prefix,
-deleted after the run) and the rate limit lifted, then drives it with wrk:
+free port against the real broker (``QS_KAFKA_BOOTSTRAP``, default 127.0.0.1:9092) with fresh
+topics (a unique prefix, deleted after the run) and the rate limit lifted, then drives it with
+wrk:
 
 1. single: ``POST /v1/events``, one CloudEvent per request, every 202 after Kafka's ack;
 2. batch: ``POST /v1/events/batch``, 1,000 CloudEvents per request.
 
-``--only single|batch`` runs one of the two. Prints a Markdown table for BENCHMARKS.md. Needs ``wrk`` (``apt-get install -y wrk``).
+``--only single|batch`` runs one of the two. Prints a Markdown table for BENCHMARKS.md. Needs
+``wrk`` (``apt-get install -y wrk``).
 """
 
 from __future__ import annotations
