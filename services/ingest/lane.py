@@ -32,9 +32,10 @@ from services.ingest import openapi
 from services.ingest.gateway import Item, Publisher, check, decode_error, limit_size
 from services.ingest.limits import DedupeCache, RateLimiter, retry_after
 from services.ingest.metrics import count_events, count_request
-from services.ingest.routing import EVENT_SCOPES, Router
+from services.ingest.routing import EVENT_SCOPES, Router, inbound_types
 from services.ingest.settings import IngestSettings, ingest_settings
 from shared.auth import KeyRing, Principal
+from shared.events.bulk import BulkChecker
 from shared.problems import Problem, problem_response
 from shared.service import Runtime
 
@@ -58,6 +59,8 @@ class Gateway:
     router: Router
     limiter: RateLimiter
     publisher: Publisher
+    # vouches for the usual batch item in one pydantic-core call (shared/events/bulk.py)
+    checker: BulkChecker = field(default_factory=lambda: BulkChecker(types=inbound_types()))
     connected: bool = False
     clock: Any = field(default=time.monotonic)
 
@@ -173,14 +176,15 @@ class EventHandlers:
             raise Problem(413, f"at most {s.ingest_max_batch_items} events per batch",
                           errors=[{"field": "", "message": f"{len(objs)} events"}])
         self._throttle(who, len(objs))
-        router, limit = g.router, s.ingest_max_event_bytes
+        router, limit, vouch = g.router, s.ingest_max_event_bytes, g.checker.valid
         items: list[Item] = []
         for start in range(0, len(objs), CHECK_SLICE):
             if start:
                 # let the producer's sender and the other requests run between slices
                 await asyncio.sleep(0)
-            items += [limit_size(check(Item(index=i), objs[i], who, router, None), limit)
-                      for i in range(start, min(start + CHECK_SLICE, len(objs)))]
+            chunk = objs[start:start + CHECK_SLICE]
+            items += [limit_size(check(Item(index=start + k), obj, who, router, None, ok), limit)
+                      for k, (obj, ok) in enumerate(zip(chunk, vouch(chunk), strict=True))]
         del objs, body  # the items hold what is sent; the decoded events can go before Kafka
         await g.publisher.publish(items)
         return self._batch_outcome(items)
