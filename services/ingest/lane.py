@@ -29,7 +29,14 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.ingest import openapi
-from services.ingest.gateway import Item, Publisher, check, decode_error, limit_size
+from services.ingest.gateway import (
+    Item,
+    Publisher,
+    check,
+    decode_error,
+    limit_size,
+    vouched,
+)
 from services.ingest.limits import DedupeCache, RateLimiter, retry_after
 from services.ingest.metrics import count_events, count_request
 from services.ingest.routing import EVENT_SCOPES, Router, inbound_types
@@ -183,7 +190,8 @@ class EventHandlers:
                 # let the producer's sender and the other requests run between slices
                 await asyncio.sleep(0)
             chunk = objs[start:start + CHECK_SLICE]
-            items += [limit_size(check(Item(index=start + k), obj, who, router, None, ok), limit)
+            items += [vouched(start + k, obj, who, router, limit) if ok else
+                      limit_size(check(Item(index=start + k), obj, who, router, None), limit)
                       for k, (obj, ok) in enumerate(zip(chunk, vouch(chunk), strict=True))]
         del objs, body  # the items hold what is sent; the decoded events can go before Kafka
         await g.publisher.publish(items)

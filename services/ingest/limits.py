@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable, Iterable, Sequence
 
 
 class RateLimiter:
@@ -71,6 +71,19 @@ class DedupeCache:
         self._expiry.move_to_end(key)
         return True
 
+    def seen_many(self, keys: Sequence[Hashable], now: float) -> list[bool]:
+        """``seen`` of each key in turn, in one call (the batch route asks for 1,000 at once)."""
+        expiry = self._expiry
+        if not expiry:
+            return [False] * len(keys)
+        get = expiry.get
+        out = [False] * len(keys)
+        for n, key in enumerate(keys):
+            until = get(key)
+            if until is not None:
+                out[n] = self.seen(key, now)
+        return out
+
     def add(self, key: Hashable, now: float) -> None:
         """Remember ``key`` as accepted at ``now``."""
         self.add_many((key,), now)
@@ -79,10 +92,13 @@ class DedupeCache:
         """Remember each of ``keys`` as accepted at ``now`` (as ``add`` one by one would)."""
         if self.capacity == 0:
             return
-        expiry, until = self._expiry, now + self.ttl
-        for key in keys:
-            expiry[key] = until
-            expiry.move_to_end(key)
+        keys = list(keys)
+        expiry, fresh = self._expiry, dict.fromkeys(keys, now + self.ttl)
+        before = len(expiry)
+        expiry.update(fresh)  # new keys go to the end in their order (one C call)...
+        if len(expiry) - before < len(keys):  # ...keys known before or repeated move there
+            for key in keys:
+                expiry.move_to_end(key)
         while len(expiry) > self.capacity:
             expiry.popitem(last=False)
         # drop expired entries at the cold end so idle memory shrinks too

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 
 import pytest
 from hypothesis import given
@@ -91,6 +92,21 @@ def test_dedupe_memory_is_bounded(keys) -> None:
         assert len(cache) <= 8
     if keys:
         assert cache.seen(keys[-1], now=float(len(keys)))
+
+
+@given(st.lists(st.lists(st.integers(0, 12), max_size=6), max_size=30))
+def test_dedupe_add_many_orders_and_evicts_as_adding_one_by_one(batches) -> None:
+    # the reference: every key moves to the hot end as it is added, the coldest go when full
+    cache, model = DedupeCache(capacity=8, ttl=1e9), OrderedDict()
+    for n, batch in enumerate(batches):
+        cache.add_many(batch, now=float(n))
+        for key in batch:
+            model[key] = n + 1e9
+            model.move_to_end(key)
+        while len(model) > 8:
+            model.popitem(last=False)
+        assert list(cache._expiry.items()) == list(model.items())
+        assert cache.seen_many([*batch, 99], now=float(n)) == [True] * len(batch) + [False]
 
 
 def test_capacity_zero_disables_dedupe() -> None:
