@@ -9,11 +9,13 @@ currency's minor unit); every service rounds through it.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Annotated, Any, Final
 
 from pydantic import PlainSerializer, PlainValidator, WithJsonSchema
-from pydantic_core import PydanticCustomError
+from pydantic_core import CoreSchema, PydanticCustomError
+from pydantic_core import core_schema as cs
 
 __all__ = [
     "CURRENCY_MINOR_UNITS",
@@ -192,3 +194,21 @@ _CURRENCY_SCHEMA: Final[dict[str, Any]] = {
     "description": "ISO 4217 alphabetic code",
 }
 Currency = Annotated[str, PlainValidator(_currency), WithJsonSchema(_CURRENCY_SCHEMA)]
+
+
+def _wire_string(*patterns: str) -> CoreSchema:
+    """A JSON string matching every pattern, checked inside pydantic-core."""
+    steps: list[CoreSchema] = [cs.str_schema(strict=True, pattern=p) for p in patterns]
+    return steps[0] if len(steps) == 1 else cs.chain_schema(steps)
+
+
+_UNSIGNED: Final = r"^[0-9]{1,15}(\.[0-9]{1,4})?$"
+# For shared.events.bulk: each validator above as a native check that accepts only wire values
+# it accepts too (never more), so a checker built from them may vouch without calling Python.
+WIRE_CHECKS: Final[dict[Callable[[object], object], CoreSchema]] = {
+    _money: _wire_string(MONEY_PATTERN),
+    _non_negative_money: _wire_string(_UNSIGNED),
+    _positive_money: _wire_string(_UNSIGNED, "[1-9]"),  # some digit is not zero
+    _ratio: _wire_string(RATIO_PATTERN),
+    _currency: cs.literal_schema(sorted(CURRENCY_MINOR_UNITS)),
+}

@@ -25,6 +25,8 @@ from pydantic import ValidationError
 from pydantic_core import SchemaValidator
 from pydantic_core import core_schema as cs
 
+from shared import money
+from shared.events import fields
 from shared.events.registry import DEFAULT, EventSpec, Registry
 
 __all__ = ["BulkChecker"]
@@ -41,6 +43,40 @@ _TIME: Final = cs.no_info_after_validator_function(
     datetime.fromisoformat, cs.str_schema(strict=True, pattern=_TIME_PATTERN))
 
 
+_WIRE_CHECKS: Final = {**money.WIRE_CHECKS, **fields.WIRE_CHECKS}
+
+
+def _native(schema: Any) -> Any:
+    """A copy of a data model's core schema that checks the same wire values without Python.
+
+    Each plain validator with a native twin (``WIRE_CHECKS`` of shared.money and
+    shared.events.fields) is replaced by it, and a model becomes a typed dict (nobody reads
+    the result, and a dict is cheaper to build). Not under a validator function, though: a
+    model validator gets the model it expects, with Decimals and dates in it (it compares
+    them), so what it wraps stays as it was.
+    """
+    if isinstance(schema, list):
+        return [_native(v) for v in schema]
+    if not isinstance(schema, dict):
+        return schema
+    kind = schema.get("type")
+    if kind == "function-plain":
+        twin = _WIRE_CHECKS.get(schema["function"].get("function"))
+        if twin is not None:
+            return twin
+    if kind in ("function-before", "function-after", "function-wrap", "function-plain"):
+        return schema
+    if kind == "model" and schema["schema"].get("type") == "model-fields":
+        inner = schema["schema"]
+        return cs.typed_dict_schema(
+            {name: cs.typed_dict_field(_native(f["schema"]),
+                                       required=f["schema"].get("type") != "default")
+             for name, f in inner["fields"].items()},
+            extra_behavior=schema.get("config", {}).get("extra_fields_behavior", "forbid"),
+            config=schema.get("config"), ref=schema.get("ref"))
+    return {k: _native(v) for k, v in schema.items()}
+
+
 def _envelope(spec: EventSpec) -> cs.CoreSchema:
     """The attributes as a typed dict (cheaper to build than a model), data as its model."""
     field = cs.typed_dict_field
@@ -52,7 +88,7 @@ def _envelope(spec: EventSpec) -> cs.CoreSchema:
         "time": field(_TIME),
         "subject": field(_TEXT),
         "datacontenttype": field(cs.literal_schema(["application/json"]), required=False),
-        "data": field(spec.model.__pydantic_core_schema__),
+        "data": field(_native(spec.model.__pydantic_core_schema__)),
     }, extra_behavior="forbid")
 
 

@@ -8,6 +8,7 @@ let a Unix integer pass as a date.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import date, datetime
 from functools import lru_cache
 from typing import Annotated, Final
@@ -22,7 +23,8 @@ from pydantic import (
     StringConstraints,
     WithJsonSchema,
 )
-from pydantic_core import PydanticCustomError
+from pydantic_core import CoreSchema, PydanticCustomError
+from pydantic_core import core_schema as cs
 
 __all__ = [
     "BusinessDate",
@@ -95,6 +97,13 @@ def parse_timestamp(value: object) -> datetime:
         "timestamp", "timestamp must be RFC 3339 with offset, e.g. 2024-05-01T09:30:00+08:00"
     )
 
+
+# For shared.events.bulk: the business date as a native check accepting only what
+# parse_business_date accepts from the wire (a string; date.fromisoformat is the same C call).
+WIRE_CHECKS: Final[dict[Callable[[object], object], CoreSchema]] = {
+    parse_business_date: cs.no_info_after_validator_function(
+        date.fromisoformat, cs.str_schema(strict=True, pattern=_DATE_RE.pattern)),
+}
 
 BusinessDate = Annotated[
     date,
