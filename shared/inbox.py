@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from shared.db import rows_json
+
 APPLIED = "applied"
 DEAD = "dead"
 
@@ -28,47 +30,53 @@ class InboxKey:
     offset: int
 
 
-_CLAIM = text("""
+# The keys travel as one JSON array of arrays (shared.db.rows_json), read back by position:
+# five typed arrays cost asyncpg an encoding step and a few abstract isinstance checks per
+# element (19 µs per event in the notifier's profile), orjson one call for the whole batch.
+_KEYS = """(SELECT r->>0 AS source, r->>1 AS id, r->>2 AS topic,
+        CAST(r->>3 AS int) AS part, CAST(r->>4 AS bigint) AS off
+        FROM jsonb_array_elements(CAST(:rows AS jsonb)) WITH ORDINALITY AS e(r, n)
+        ORDER BY n) AS u"""
+
+_CLAIM = text(f"""
 INSERT INTO inbox (consumer, source, id, topic, kafka_partition, kafka_offset, status)
 SELECT :consumer, u.source, u.id, u.topic, u.part, u.off, 'applied'
-FROM unnest(CAST(:sources AS text[]), CAST(:ids AS text[]), CAST(:topics AS text[]),
-            CAST(:parts AS int[]), CAST(:offs AS bigint[])) AS u(source, id, topic, part, off)
+FROM {_KEYS}
 ON CONFLICT (consumer, source, id) DO NOTHING
 RETURNING source, id
 """)
 
-_REPLAYS = text("""
+_REPLAYS = text(f"""
 UPDATE inbox SET status = 'applied', topic = u.topic, kafka_partition = u.part,
        kafka_offset = u.off, received_at = now()
-FROM unnest(CAST(:sources AS text[]), CAST(:ids AS text[]), CAST(:topics AS text[]),
-            CAST(:parts AS int[]), CAST(:offs AS bigint[])) AS u(source, id, topic, part, off)
+FROM {_KEYS}
 WHERE inbox.consumer = :consumer AND inbox.source = u.source AND inbox.id = u.id
   AND inbox.status = 'dead'
   AND (inbox.topic, inbox.kafka_partition, inbox.kafka_offset) <> (u.topic, u.part, u.off)
 RETURNING inbox.source, inbox.id
 """)
 
-_MARK_DEAD = text("""
+_MARK_DEAD = text(f"""
 INSERT INTO inbox (consumer, source, id, topic, kafka_partition, kafka_offset, status)
 SELECT :consumer, u.source, u.id, u.topic, u.part, u.off, 'dead'
-FROM unnest(CAST(:sources AS text[]), CAST(:ids AS text[]), CAST(:topics AS text[]),
-            CAST(:parts AS int[]), CAST(:offs AS bigint[])) AS u(source, id, topic, part, off)
+FROM {_KEYS}
 ON CONFLICT (consumer, source, id) DO UPDATE
 SET status = 'dead', topic = EXCLUDED.topic, kafka_partition = EXCLUDED.kafka_partition,
     kafka_offset = EXCLUDED.kafka_offset, received_at = now()
 WHERE inbox.status = 'dead'
 """)
 
+_DEAD_ALREADY = text(f"""
+SELECT i.source, i.id FROM inbox i
+JOIN {_KEYS} ON i.source = u.source AND i.id = u.id
+WHERE i.consumer = :consumer AND i.status = 'dead'
+  AND (i.topic, i.kafka_partition, i.kafka_offset) = (u.topic, u.part, u.off)
+""")
+
 
 def _params(consumer: str, keys: Sequence[InboxKey]) -> dict:
-    return {
-        "consumer": consumer,
-        "sources": [k.source for k in keys],
-        "ids": [k.id for k in keys],
-        "topics": [k.topic for k in keys],
-        "parts": [k.partition for k in keys],
-        "offs": [k.offset for k in keys],
-    }
+    return {"consumer": consumer,
+            "rows": rows_json((k.source, k.id, k.topic, k.partition, k.offset) for k in keys)}
 
 
 async def claim(conn: AsyncConnection, consumer: str,
@@ -102,13 +110,5 @@ async def dead_already(conn: AsyncConnection, consumer: str,
     """Which of ``keys`` were already dead-lettered from this very Kafka position."""
     if not keys:
         return set()
-    rows = await conn.execute(text("""
-        SELECT i.source, i.id FROM inbox i
-        JOIN unnest(CAST(:sources AS text[]), CAST(:ids AS text[]),
-                    CAST(:topics AS text[]), CAST(:parts AS int[]),
-                    CAST(:offs AS bigint[])) AS u(source, id, topic, part, off)
-          ON i.source = u.source AND i.id = u.id
-        WHERE i.consumer = :consumer AND i.status = 'dead'
-          AND (i.topic, i.kafka_partition, i.kafka_offset) = (u.topic, u.part, u.off)
-    """), _params(consumer, keys))
+    rows = await conn.execute(_DEAD_ALREADY, _params(consumer, keys))
     return {(r[0], r[1]) for r in rows}
