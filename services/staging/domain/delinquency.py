@@ -6,7 +6,10 @@ Decisions (where PRODUCT.md 4.1 is silent):
   days paused by hardship (see ``flags``), never below 0; 0 when arrears <= tolerance.
 - The stage is a function of the previous stage and (DPD, arrears, flags, policy):
   1. ``bankruptcy``/``deceased``/``fraud`` in force -> ``special``; once they are all cleared the
-     stage is recomputed from DPD (the stage held before ``special`` is not remembered);
+     stage is selected by the rules below as if the special period had not happened: from a
+     sticky stage held before ``special`` (rule 3), kept or raised while arrears > 0, released
+     by arrears of exactly 0 (paid while special or not); a non-sticky stage held before
+     ``special`` is not remembered, the stage is then recomputed from DPD;
   2. otherwise the stage whose DPD range holds DPD;
   3. a sticky previous stage is kept, or raised, while arrears > 0: only arrears of exactly 0
      (not merely under tolerance) release it, and the loan then goes back by DPD, i.e. current;
@@ -17,8 +20,16 @@ Decisions (where PRODUCT.md 4.1 is silent):
   ``floor`` for rules 3 and 4, so a loan the payment had cured from a sticky stage, or moved
   down before a dispute, returns where it would have stayed had the payment never come. This
   is the one piece of stage memory that is not recomputed from the surviving events: if
-  something else lowered the stage in between (a special flag cleared, say), the floor may
-  restore a stage a full replay would not; ledger, DPD and promises are always exact.
+  something else lowered the stage in between (a special flag cleared from a non-sticky stage,
+  say), the floor may restore a stage a full replay would not; ledger, DPD and promises are
+  always exact.
+- The memory of rule 1 (``LoanState.stage_before_special``, see :func:`stage_before_special`)
+  is the sticky stage the loan would hold had the special flags never been raised. It is
+  re-evaluated, like the stage, at every evaluation while ``special`` (rule 3 on the loan's DPD
+  and arrears then, a reversal's ``floor`` included), so DPD crossing into ``write_off`` while
+  ``special`` raises it and arrears of exactly 0 drop it. No aging date is indexed while
+  ``special``, and none is needed: DPD only falls through an event, and every event first
+  evaluates the loan at its business date. It is None whenever no special flag is in force.
 """
 
 from __future__ import annotations
@@ -27,7 +38,14 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
-from services.staging.domain.flags import DISPUTE, HARDSHIP, WILFUL_DEFAULT, Flags, Interval
+from services.staging.domain.flags import (
+    DISPUTE,
+    HARDSHIP,
+    SPECIAL_FLAGS,
+    WILFUL_DEFAULT,
+    Flags,
+    Interval,
+)
 from services.staging.domain.ledger import Ledger
 from services.staging.domain.policy import LEGAL, SPECIAL, Policy, stage_for_dpd
 
@@ -64,10 +82,16 @@ def _higher(policy: Policy, a: str | None, b: str | None) -> str | None:
 
 
 def select_stage(previous: str | None, dpd: int, arrears: Decimal, flags: Flags, policy: Policy,
-                 *, floor: str | None = None) -> str:
-    """The stage after an evaluation; see the module docstring for the rules and their order."""
+                 *, floor: str | None = None, before_special: str | None = None) -> str:
+    """The stage after an evaluation; see the module docstring for the rules and their order.
+
+    ``before_special`` is the loan's memory of rule 1 (:func:`stage_before_special`): when
+    ``previous`` is ``special`` and no special flag is in force any more, it stands for
+    ``previous``."""
     if flags.special:
         return SPECIAL
+    if previous == SPECIAL and before_special is not None:
+        previous = before_special
     rank = policy.rank
     candidate = stage_for_dpd(policy, dpd)
     held = _higher(policy, previous, floor)
@@ -80,6 +104,31 @@ def select_stage(previous: str | None, dpd: int, arrears: Decimal, flags: Flags,
     if flags.has(WILFUL_DEFAULT) and (rank(candidate) or 0) < (rank(LEGAL) or 0):
         candidate = LEGAL
     return candidate
+
+
+def _sticky(policy: Policy, stage: str | None) -> bool:
+    return stage is not None and policy.rank(stage) is not None and policy.stage(stage).sticky
+
+
+def stage_before_special(previous: str | None, remembered: str | None, dpd: int,
+                         arrears: Decimal, flags: Flags, policy: Policy, *,
+                         floor: str | None = None) -> str | None:
+    """The memory of rule 1 after an evaluation: the sticky stage the loan would hold had its
+    special flags never been raised, None when there is none or no special flag is in force.
+
+    ``previous`` is the stage before the evaluation and ``remembered`` the memory it left;
+    a loan entering ``special`` remembers ``previous`` if sticky. Only a sticky stage (or a
+    reversal's ``floor``) starts a memory: from a non-sticky one, clearing recomputes from DPD.
+    """
+    if not flags.special:
+        return None
+    held = remembered if previous == SPECIAL else previous
+    if floor is None and not _sticky(policy, held):
+        return None
+    ordinary = Flags({k: f for k, f in flags.active.items() if k not in SPECIAL_FLAGS},
+                     flags.pauses)
+    stage = select_stage(held, dpd, arrears, ordinary, policy, floor=floor)
+    return stage if _sticky(policy, stage) else None
 
 
 def _next_aging_date(state: LoanState, policy: Policy) -> date | None:

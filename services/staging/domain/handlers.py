@@ -24,7 +24,12 @@ from typing import Any
 
 from services.staging.domain import outbound
 from services.staging.domain.assignment import AssignmentRequest
-from services.staging.domain.delinquency import days_past_due, next_transition_date, select_stage
+from services.staging.domain.delinquency import (
+    days_past_due,
+    next_transition_date,
+    select_stage,
+    stage_before_special,
+)
 from services.staging.domain.errors import Rejected
 from services.staging.domain.flags import FLAG_NAMES, clear_flag, expire_flags, raise_flag
 from services.staging.domain.frozen import quick_init
@@ -81,12 +86,18 @@ def _promises(state: LoanState, policy: Policy) -> tuple[LoanState, list[Emitted
 def _settle(state: LoanState, policy: Policy, reason: str,
             floor: str | None = None) -> tuple[LoanState, list[Emitted]]:
     dpd = days_past_due(state.ledger, state.flags, policy.tolerance, state.business_date)
-    stage = select_stage(state.stage, dpd, state.arrears, state.flags, policy, floor=floor)
+    flags, arrears, memory = state.flags, state.arrears, state.stage_before_special
+    stage = select_stage(state.stage, dpd, arrears, flags, policy, floor=floor,
+                         before_special=memory)
+    if flags.special or memory is not None:
+        memory = stage_before_special(state.stage, memory, dpd, arrears, flags, policy,
+                                      floor=floor)
     if stage == state.stage:
-        return state.evolve(dpd=dpd, policy_version=policy.version), []
+        return state.evolve(dpd=dpd, policy_version=policy.version,
+                            stage_before_special=memory), []
     change = StageChange(state.stage, stage, dpd, reason, state.business_date)
     state = state.evolve(dpd=dpd, policy_version=policy.version, stage=stage,
-                         history=(*state.history, change))
+                         stage_before_special=memory, history=(*state.history, change))
     return state, [outbound.stage_changed(state, change)]
 
 

@@ -87,6 +87,9 @@ class LoanState:
     # Who each payment's repayment.applied credited: its un-application names the same
     # collector even when the owner changed later that day (a cure unassigns at once).
     credited: Mapping[str, str | None] = field(default_factory=dict)
+    # While a special flag is in force: the sticky stage the loan would hold had the special
+    # flags never been raised, restored when they are all cleared (see delinquency, rule 1).
+    stage_before_special: str | None = None
     next_seq: int = 1
     policy_version: int | None = None
     next_transition_date: date | None = None
@@ -122,7 +125,7 @@ class LoanState:
         """A copy with ``changes``: ``dataclasses.replace`` without re-running ``__init__``.
 
         Handlers update the state several times per event and end of day once per aged loan;
-        ``replace`` rebuilds all 24 fields through ``__init__`` each time, which was a fifth of
+        ``replace`` rebuilds all 25 fields through ``__init__`` each time, which was a fifth of
         the CPU of aging a loan. Field names are still checked (an unknown one is a TypeError,
         as with ``replace``); there is no ``__post_init__`` to re-run."""
         if not _FIELDS.issuperset(changes):
@@ -134,7 +137,9 @@ class LoanState:
         return new
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        """The stored document; ``stage_before_special`` only when set (a loan in ``special``
+        from a sticky stage), so every other loan's document is as it was before the field."""
+        doc: dict[str, Any] = {
             "loan_id": self.loan_id, "borrower_id": self.borrower_id, "product": self.product,
             "currency": self.currency, "principal": str(self.principal),
             "opened_on": iso(self.opened_on), "business_date": iso(self.business_date),
@@ -152,6 +157,9 @@ class LoanState:
             "next_seq": self.next_seq, "policy_version": self.policy_version,
             "next_transition_date": iso(self.next_transition_date),
         }
+        if self.stage_before_special is not None:
+            doc["stage_before_special"] = self.stage_before_special
+        return doc
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> LoanState:
@@ -172,6 +180,7 @@ class LoanState:
             stage_at_receipt=dict(d.get("stage_at_receipt", {})),
             owner_at_receipt=dict(d.get("owner_at_receipt", {})),
             credited=dict(d.get("credited", {})),
+            stage_before_special=d.get("stage_before_special"),
             next_seq=d["next_seq"], policy_version=d.get("policy_version"),
             next_transition_date=from_iso(d.get("next_transition_date")),
         )

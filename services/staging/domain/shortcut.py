@@ -13,7 +13,10 @@ A loan is plain when all of these hold:
 - open, last evaluated under the policy version in force, owned by nobody (no collector, no
   team), in a DPD-ranged stage that has a next one;
 - no flag in force, no hardship pause ever, no open promise (DPD is then the business date
-  minus the oldest unpaid due date; a kept or broken promise cannot change by time);
+  minus the oldest unpaid due date; a kept or broken promise cannot change by time); with no
+  special flag in force the loan has no ``stage_before_special`` either (it is dropped at the
+  evaluation that clears the last one), so a loan that once was ``special`` needs nothing more;
+  a document that holds one anyway is declined all the same;
 - arrears above the tolerance;
 - the next stage's threshold is crossed after the loan's business date and on or before the
   new one, and the new DPD is still inside that stage (exactly one step).
@@ -74,7 +77,7 @@ def due_loan(doc: Mapping[str, Any], arrears: Decimal, oldest_due_date: date | N
     the document does not hold, derived from its ledger (stored beside it)."""
     owner = doc["owner"]
     promises = doc["promises"]
-    quiet = doc["flags"] == _NO_FLAGS and (
+    quiet = doc["flags"] == _NO_FLAGS and "stage_before_special" not in doc and (
         not promises or all(p["status"] != "open" for p in promises))
     return DueLoan(doc["loan_id"], doc["borrower_id"], doc["product"], doc["currency"],
                    doc["status"], doc["stage"], arrears, day(doc["business_date"]),

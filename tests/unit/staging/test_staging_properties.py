@@ -196,6 +196,8 @@ def test_end_of_day_index_gives_the_same_result_as_aging_every_loan(ops, horizon
     assert indexed_events + list(indexed_final.events) == daily_events
     assert indexed_final.state.history == daily.history
     assert indexed_final.state.stage == daily.stage and indexed_final.state.dpd == daily.dpd
+    # no aging date is indexed while special: the memory of the stage before it still agrees
+    assert indexed_final.state.stage_before_special == daily.stage_before_special
 
 
 # --- policy partitions ---------------------------------------------------------------------
