@@ -11,7 +11,8 @@ The contract is one-sided: ``True`` means :func:`shared.events.parse_event` acce
 and its key is ``item["subject"]``; ``False`` means "not vouched for", and the caller lets
 ``parse_event`` judge it (and name the fields at fault). So the envelope here is stricter than
 the real one, never looser: ASCII-only attributes, an upper-case ``T`` and ``Z`` in the time,
-no extension attributes or ``dataschema``, data of version 1 only. A property test
+no extension attributes or ``dataschema``, data of version 1 only, and only the plain
+``dict`` and ``str`` that decoded JSON is made of where parse_event looks. A property test
 (``tests/unit/shared/test_shared_events_bulk.py``) holds ``True`` to that promise.
 """
 
@@ -27,7 +28,7 @@ from pydantic_core import core_schema as cs
 
 from shared import money
 from shared.events import fields
-from shared.events.registry import DEFAULT, EventSpec, Registry
+from shared.events.registry import DEFAULT, Registry
 
 __all__ = ["BulkChecker"]
 
@@ -66,29 +67,34 @@ def _native(schema: Any) -> Any:
             return twin
     if kind in ("function-before", "function-after", "function-wrap", "function-plain"):
         return schema
-    if kind == "model" and schema["schema"].get("type") == "model-fields":
+    if (kind == "model" and schema["schema"].get("type") == "model-fields"
+            and not schema.get("custom_init") and not schema.get("post_init")
+            and schema["schema"].get("extras_schema") is None):
+        # (an __init__ or model_post_init of its own, or typed extras, may refuse more: such
+        # a model stays a model)
         inner = schema["schema"]
         return cs.typed_dict_schema(
             {name: cs.typed_dict_field(_native(f["schema"]),
-                                       required=f["schema"].get("type") != "default")
+                                       required=f["schema"].get("type") != "default",
+                                       validation_alias=f.get("validation_alias"))
              for name, f in inner["fields"].items()},
             extra_behavior=schema.get("config", {}).get("extra_fields_behavior", "forbid"),
             config=schema.get("config"), ref=schema.get("ref"))
     return {k: _native(v) for k, v in schema.items()}
 
 
-def _envelope(spec: EventSpec) -> cs.CoreSchema:
+def _envelope(event_type: str, data: cs.CoreSchema) -> cs.CoreSchema:
     """The attributes as a typed dict (cheaper to build than a model), data as its model."""
     field = cs.typed_dict_field
     return cs.typed_dict_schema({
         "specversion": field(cs.literal_schema(["1.0"])),
         "id": field(_TEXT),
         "source": field(_SOURCE),
-        "type": field(cs.literal_schema([spec.type])),
+        "type": field(cs.literal_schema([event_type])),
         "time": field(_TIME),
         "subject": field(_TEXT),
         "datacontenttype": field(cs.literal_schema(["application/json"]), required=False),
-        "data": field(_native(spec.model.__pydantic_core_schema__)),
+        "data": field(_native(data)),
     }, extra_behavior="forbid")
 
 
@@ -105,9 +111,23 @@ class BulkChecker:
         specs = [spec for spec in specs if spec.version == 1]  # later ones need upcasting
         if not specs:
             raise ValueError("no event type to check")
-        union = cs.tagged_union_schema({spec.type: _envelope(spec) for spec in specs},
-                                       discriminator="type")
-        self._validator = SchemaValidator(cs.list_schema(union))
+        # a model's schema may come as "definitions" (an enum used twice, a nested model):
+        # pydantic-core refuses a ref defined twice in one validator, so all types share one
+        # list of definitions, left as they are (a function may expect the model they build)
+        definitions: dict[str, cs.CoreSchema] = {}
+        envelopes: dict[Any, cs.CoreSchema] = {}
+        for spec in specs:
+            schema = spec.model.__pydantic_core_schema__
+            if schema["type"] == "definitions":
+                for definition in schema["definitions"]:
+                    definitions.setdefault(definition["ref"], definition)
+                schema = schema["schema"]
+            envelopes[spec.type] = _envelope(spec.type, schema)
+        checker: cs.CoreSchema = cs.list_schema(
+            cs.tagged_union_schema(envelopes, discriminator="type"))
+        if definitions:
+            checker = cs.definitions_schema(checker, list(definitions.values()))
+        self._validator = SchemaValidator(checker)
         # the subject rule (registry.EventSpec.expected_subject) on the decoded dicts: after
         # validation a subject field holds exactly the string the model holds
         self._subject: dict[str, tuple[str | None, str | None]] = {
@@ -125,9 +145,21 @@ class BulkChecker:
         rules = self._subject
         for n, item in enumerate(items):
             if ok[n]:
-                field, value = rules[item["type"]]
+                # pydantic-core reads a str subclass or a Mapping by its contents, parse_event
+                # through its methods (obj.get, time.upper(), ==, subject.encode()): only the
+                # plain types decoded JSON has are vouched for
+                if type(item) is not dict:
+                    ok[n] = False
+                    continue
+                subject, data, event_type = item["subject"], item["data"], item["type"]
+                if (type(subject) is not str or type(event_type) is not str
+                        or type(item["time"]) is not str or type(data) is not dict):
+                    ok[n] = False
+                    continue
+                field, value = rules[event_type]
                 if value is not None:
-                    ok[n] = item["subject"] == value
+                    ok[n] = subject == value
                 elif field is not None:
-                    ok[n] = item["subject"] == item["data"][field]
+                    expected = data[field]
+                    ok[n] = type(expected) is str and subject == expected
         return ok

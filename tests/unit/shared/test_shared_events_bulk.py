@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import copy
+import types
+from collections.abc import Callable, Iterator, Mapping
+from enum import StrEnum
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import Field
 
 from shared.events import EventError, parse_event, registry, sample_cloudevent
+from shared.events.base import EventData
 from shared.events.bulk import BulkChecker
+from shared.money import PositiveMoney
 
 INBOUND = registry.DEFAULT.type_names("inbound")
 CHECKER = BulkChecker(types=INBOUND)
@@ -113,3 +119,124 @@ def test_what_is_not_a_mapping_or_of_another_type_is_left_to_parse_event() -> No
     outbound = sample_cloudevent(registry.DEFAULT.type_names("outbound")[0])
     assert CHECKER.valid([None, [], "x", outbound, sample_cloudevent(INBOUND[0])]) == [
         False, False, False, False, True]
+
+
+class _AlwaysEqual(str):
+    def __eq__(self, other: object) -> bool:
+        return True
+
+    __hash__ = str.__hash__
+
+
+class _OtherKey(str):
+    def encode(self, *args: Any, **kwargs: Any) -> bytes:  # type: ignore[override]
+        return b"another key"
+
+
+class _Shouting(str):
+    def upper(self) -> str:  # type: ignore[override]
+        return "not a time"
+
+
+class _Mapping(Mapping[str, Any]):
+    def __init__(self, d: dict[str, Any]) -> None:
+        self._d = d
+
+    def __getitem__(self, key: str) -> Any:
+        return self._d[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._d)
+
+    def __len__(self) -> int:
+        return len(self._d)
+
+
+def _with(change: Callable[[dict[str, Any]], Any]) -> Any:
+    event = copy.deepcopy(sample_cloudevent("repayment.received"))
+    return change(event) or event
+
+
+@pytest.mark.parametrize("event", [
+    # pydantic-core reads these by their contents, parse_event through their methods
+    _with(lambda e: _Mapping(e)),
+    _with(lambda e: types.MappingProxyType(e)),
+    _with(lambda e: e.update(subject=_AlwaysEqual("LN-someone-else"))),
+    _with(lambda e: e.update(subject=_OtherKey(e["subject"]))),
+    _with(lambda e: e.update(time=_Shouting(e["time"]))),
+    _with(lambda e: e["data"].update(loan_id=_AlwaysEqual("LN-someone-else"))),
+], ids=["mapping", "mappingproxy", "subject-eq", "subject-encode", "time-upper", "data-eq"])
+def test_python_objects_that_only_look_like_json_are_left_to_parse_event(event: Any) -> None:
+    vouched = CHECKER.valid([event]) == [True]
+    assert not vouched or _accepted_key(event) == event["subject"].encode()
+
+
+class _Mood(StrEnum):
+    UP = "up"
+    DOWN = "down"
+
+
+class _TwoMoods(EventData):
+    loan_id: str
+    before: _Mood
+    after: _Mood
+
+
+class _MoreMoods(EventData):
+    loan_id: str
+    first: _Mood
+    last: _Mood
+
+
+class _Aliased(EventData):
+    loan_id: str
+    amount: PositiveMoney = Field(alias="amt")
+
+
+class _Checked(EventData):
+    loan_id: str
+    amount: PositiveMoney
+
+    def model_post_init(self, context: Any, /) -> None:
+        if self.amount > 100:
+            raise ValueError("too much")
+
+
+def _made_up_registry() -> registry.Registry:
+    reg = registry.Registry()
+    made_up: list[tuple[str, type[EventData]]] = [
+        ("x.moods", _TwoMoods), ("x.more", _MoreMoods), ("x.aliased", _Aliased),
+        ("x.checked", _Checked)]
+    for name, model in made_up:
+        reg.register(name, model, topic="t", direction="inbound", subject_field="loan_id")
+    return reg
+
+
+def _made_up(event_type: str, data: dict[str, Any]) -> dict[str, Any]:
+    return {"specversion": "1.0", "id": "1", "source": "urn:x", "type": event_type,
+            "time": "2026-03-02T10:15:00Z", "subject": "LN-1", "data": {"loan_id": "LN-1", **data}}
+
+
+def test_models_of_other_shapes_keep_their_rules() -> None:
+    # two types with an enum used twice each (both schemas come with a "definitions" list),
+    # a field alias, a model_post_init: the checker builds, and vouches only for what passes
+    reg = _made_up_registry()
+    checker = BulkChecker(reg)
+    events = [_made_up("x.moods", {"before": "up", "after": "down"}),
+              _made_up("x.more", {"first": "up", "last": "sideways"}),
+              _made_up("x.aliased", {"amt": "1.00"}),
+              _made_up("x.aliased", {"amount": "1.00"}),
+              _made_up("x.checked", {"amount": "1.00"}),
+              _made_up("x.checked", {"amount": "1000.00"})]
+    verdicts = checker.valid(events)
+
+    def accepted(event: dict[str, Any]) -> bool:
+        try:
+            parse_event(event, registry=reg)
+        except EventError:
+            return False
+        return True
+
+    assert [accepted(e) for e in events] == [True, False, True, False, True, False]
+    assert verdicts[0] and verdicts[2]
+    assert not any(v and not accepted(e) for e, v in zip(events, verdicts, strict=True))
