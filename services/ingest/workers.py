@@ -15,6 +15,7 @@ supervisor gives the workers a fresh ``PROMETHEUS_MULTIPROC_DIR`` and removes it
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import shutil
@@ -31,9 +32,14 @@ from services.ingest.settings import IngestSettings
 log = logging.getLogger("qingshou.ingest")
 
 WORKER_ENV: Final = "QS_INGEST_WORKER_PROCESS"
+SUPERVISOR_ENV: Final = "QS_INGEST_SUPERVISOR_PID"
 MULTIPROC_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
 # a worker that dies within this long of its start is not restarted at once (a crash loop)
 _RESTART_PAUSE_S: Final = 2.0
+# ...and after this many such deaths in a row the supervisor gives up and exits 1 (a port
+# taken, a broken configuration): better than a live process that serves nothing
+_CRASH_LOOP_LIMIT: Final = 5
+_PR_SET_PDEATHSIG: Final = 1
 
 
 def reuse_port_socket(host: str, port: int) -> socket.socket:
@@ -49,18 +55,56 @@ def reuse_port_socket(host: str, port: int) -> socket.socket:
 
 
 def serve_worker(settings: IngestSettings) -> None:
-    """One worker: uvicorn on its own ``SO_REUSEPORT`` socket (runs until SIGTERM)."""
+    """One worker: uvicorn on its own ``SO_REUSEPORT`` socket (runs until SIGTERM, or until
+    the supervisor dies)."""
     import uvicorn
 
+    _die_with_supervisor()
     config = uvicorn.Config("services.ingest.asgi:app", factory=True, log_config=None,
                             access_log=False, timeout_graceful_shutdown=20)
     uvicorn.Server(config).run(sockets=[reuse_port_socket(settings.host, settings.port)])
 
 
+def _die_with_supervisor() -> None:
+    """SIGTERM this worker when the supervisor dies, even by SIGKILL (Linux).
+
+    Otherwise a worker outlives it, still serving the port, and the workers of the next
+    supervisor share the port with it (``SO_REUSEPORT``) and with the code it was started with.
+    """
+    supervisor = os.environ.get(SUPERVISOR_ENV)
+    if supervisor is None or not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if str(os.getppid()) != supervisor:  # it was gone before the line above
+        sys.exit(1)
+
+
+def _port_is_free(host: str, port: int) -> bool:
+    """Whether nothing listens on the port: every worker would join a listener that set
+    ``SO_REUSEPORT`` too (say a worker left over from an earlier run) without a word, or fail
+    to bind beside one that did not."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is no owner
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            log.error("ingest cannot serve %s:%d: %s", host, port, exc)
+            return False
+    return True
+
+
 def supervise(settings: IngestSettings) -> int:
-    """Run ``settings.ingest_workers`` workers until SIGTERM/SIGINT; returns the exit code."""
+    """Run ``settings.ingest_workers`` workers until SIGTERM/SIGINT; returns the exit code.
+
+    0 when stopped by a signal; 1 when the port is taken or a worker keeps dying at its start.
+    """
+    if not _port_is_free(settings.host, settings.port):
+        return 1
     metrics_dir = tempfile.mkdtemp(prefix="qs-ingest-metrics-")
-    env = {**os.environ, WORKER_ENV: "1", MULTIPROC_ENV: metrics_dir}
+    env = {**os.environ, WORKER_ENV: "1", MULTIPROC_ENV: metrics_dir,
+           SUPERVISOR_ENV: str(os.getpid())}
     command = [sys.executable, "-m", "services.ingest"]
     stopping = False
 
@@ -74,10 +118,13 @@ def supervise(settings: IngestSettings) -> int:
     def start() -> tuple[subprocess.Popen[bytes], float]:
         return subprocess.Popen(command, env=env), time.monotonic()  # noqa: S603
 
-    workers = [start() for _ in range(settings.ingest_workers)]
-    log.info("ingest supervisor started %d workers on %s:%d", len(workers), settings.host,
-             settings.port, extra={"pids": [p.pid for p, _ in workers]})
+    workers: list[tuple[subprocess.Popen[bytes], float]] = []
+    crashes = [0] * settings.ingest_workers  # deaths right after the start, in a row
+    status = 0
     try:
+        workers += [start() for _ in range(settings.ingest_workers)]
+        log.info("ingest supervisor started %d workers on %s:%d", len(workers), settings.host,
+                 settings.port, extra={"pids": [p.pid for p, _ in workers]})
         while not stopping:
             time.sleep(0.2)
             for n, (proc, started) in enumerate(workers):
@@ -85,9 +132,19 @@ def supervise(settings: IngestSettings) -> int:
                 if code is None or stopping:
                     continue
                 _mark_dead(proc.pid, metrics_dir)
+                quick = time.monotonic() - started < _RESTART_PAUSE_S
+                crashes[n] = crashes[n] + 1 if quick else 0
+                if crashes[n] >= _CRASH_LOOP_LIMIT:
+                    log.error("ingest worker %d exited with %s, the %dth death in a row within "
+                              "%.0f s of its start; stopping", proc.pid, code, crashes[n],
+                              _RESTART_PAUSE_S)
+                    stopping, status = True, 1
+                    break
                 log.error("ingest worker %d exited with %s; restarting it", proc.pid, code)
-                if time.monotonic() - started < _RESTART_PAUSE_S:
+                if quick:
                     time.sleep(_RESTART_PAUSE_S)
+                    if stopping:  # a SIGTERM during the pause
+                        break
                 workers[n] = start()
     finally:
         for proc, _ in workers:
@@ -101,7 +158,7 @@ def supervise(settings: IngestSettings) -> int:
                 proc.kill()
                 proc.wait()
         shutil.rmtree(metrics_dir, ignore_errors=True)
-    return 0
+    return status
 
 
 def _mark_dead(pid: int, metrics_dir: str) -> None:

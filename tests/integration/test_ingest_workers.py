@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import uuid
@@ -55,6 +57,11 @@ def gateway(uid: str) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
                 proc.wait(40)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+def _environ(pid: int) -> dict[str, str]:
+    pairs = Path(f"/proc/{pid}/environ").read_bytes().decode().split("\0")
+    return dict(pair.split("=", 1) for pair in pairs if "=" in pair)
 
 
 async def _post_each_on_its_own_connection(url: str, events: list[dict]) -> None:
@@ -114,3 +121,30 @@ async def test_a_killed_worker_is_replaced_and_sigterm_stops_all(gateway, uid: s
     proc.send_signal(signal.SIGTERM)
     assert await asyncio.to_thread(proc.wait, 40) == 0
     assert not _alive(workers)
+
+
+async def test_workers_stop_when_the_supervisor_is_killed(gateway) -> None:
+    # else they would go on serving the port beside the workers of the next start
+    proc, url = gateway
+    await eventually(lambda: _ready(url), timeout=60)
+    await eventually(lambda: asyncio.sleep(0, len(_children(proc.pid)) == WORKERS))
+    workers = _children(proc.pid)
+    metrics_dir = _environ(min(workers))["PROMETHEUS_MULTIPROC_DIR"]
+    proc.kill()
+    proc.wait()
+    try:
+        await eventually(lambda: asyncio.sleep(0, not _alive(workers)), timeout=40)
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)  # the supervisor could not
+
+
+def test_a_taken_port_is_an_error_at_once_not_a_restart_loop() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        env = {**os.environ, "QS_PORT": str(taken.getsockname()[1]), "QS_INGEST_WORKERS": "2",
+               "QS_LOG_LEVEL": "WARNING"}
+        done = subprocess.run([sys.executable, "-m", "services.ingest"], env=env, timeout=60,
+                              check=False, capture_output=True)
+    assert done.returncode == 1
+    assert b"Address already in use" in done.stderr
