@@ -122,10 +122,12 @@ async def load_loans(conn: AsyncConnection, loan_ids: Iterable[str]) -> LoanFact
     return facts
 
 
+# Multi-row writes take one JSON parameter read by position (see _INSERT_ENTRIES below).
 _SAVE_ASSIGNMENTS = text("""
 INSERT INTO assignments (loan_id, collector_id, team, stage, assigned_on, ended_on)
-SELECT * FROM unnest(CAST(:loan AS text[]), CAST(:collector AS text[]), CAST(:team AS text[]),
-                     CAST(:stage AS text[]), CAST(:since AS date[]), CAST(:until AS date[]))
+SELECT r->>0, r->>1, r->>2, r->>3, CAST(r->>4 AS date), CAST(r->>5 AS date)
+FROM jsonb_array_elements(CAST(:rows AS jsonb)) WITH ORDINALITY AS u(r, n)
+ORDER BY n
 ON CONFLICT (loan_id) DO UPDATE SET collector_id = EXCLUDED.collector_id,
     team = EXCLUDED.team, stage = EXCLUDED.stage, assigned_on = EXCLUDED.assigned_on,
     ended_on = EXCLUDED.ended_on
@@ -133,8 +135,9 @@ ON CONFLICT (loan_id) DO UPDATE SET collector_id = EXCLUDED.collector_id,
 
 _SAVE_STATE = text("""
 INSERT INTO loan_state (loan_id, arrears, currency, last_cure_entry_id)
-SELECT * FROM unnest(CAST(:loan AS text[]), CAST(:arrears AS numeric[]),
-                     CAST(:currency AS text[]), CAST(:cure AS uuid[]))
+SELECT r->>0, CAST(r->>1 AS numeric), r->>2, CAST(r->>3 AS uuid)
+FROM jsonb_array_elements(CAST(:rows AS jsonb)) WITH ORDINALITY AS u(r, n)
+ORDER BY n
 ON CONFLICT (loan_id) DO UPDATE SET arrears = EXCLUDED.arrears,
     currency = EXCLUDED.currency, last_cure_entry_id = EXCLUDED.last_cure_entry_id
 """)
@@ -144,17 +147,18 @@ async def save_loans(conn: AsyncConnection, facts: LoanFacts) -> None:
     held = [a for k in sorted(facts.dirty_assignments)
             if (a := facts.assignments.get(k)) is not None]
     if held:
-        await conn.execute(_SAVE_ASSIGNMENTS, {
-            "loan": [a.loan_id for a in held], "collector": [a.collector_id for a in held],
-            "team": [a.team for a in held], "stage": [a.stage for a in held],
-            "since": [a.assigned_on for a in held], "until": [a.ended_on for a in held]})
+        await conn.execute(_SAVE_ASSIGNMENTS, {"rows": rows_json(
+            (a.loan_id, a.collector_id, a.team, a.stage, a.assigned_on, a.ended_on)
+            for a in held)})
     loans = sorted(facts.dirty_state)
     if loans:
-        cures = [facts.last_cure.get(k) for k in loans]
-        await conn.execute(_SAVE_STATE, {
-            "loan": loans, "arrears": [facts.arrears.get(k, (None, None))[0] for k in loans],
-            "currency": [facts.arrears.get(k, (None, None))[1] for k in loans],
-            "cure": [c.entry_id if c is not None else None for c in cures]})
+        rows = []
+        for k in loans:
+            arrears, currency = facts.arrears.get(k, (None, None))
+            cure = facts.last_cure.get(k)
+            rows.append((k, None if arrears is None else format(arrears, "f"), currency,
+                         cure.entry_id if cure is not None else None))
+        await conn.execute(_SAVE_STATE, {"rows": rows_json(rows)})
 
 
 async def save_teams(conn: AsyncConnection, teams: dict[str, str]) -> None:
@@ -242,10 +246,9 @@ async def stored_scorecards(conn: AsyncConnection,
 
 _UPSERT_SCORECARDS = text("""
 INSERT INTO scorecards (collector_id, period, team, currency, doc, tally, updated_at)
-SELECT c, p, t, cur, CAST(d AS jsonb), CAST(y AS jsonb), now()
-FROM unnest(CAST(:collector AS text[]), CAST(:period AS text[]), CAST(:team AS text[]),
-            CAST(:currency AS text[]), CAST(:doc AS text[]), CAST(:tally AS text[]))
-     AS u(c, p, t, cur, d, y)
+SELECT r->>0, r->>1, r->>2, r->>3, r->4, r->5, now()
+FROM jsonb_array_elements(CAST(:rows AS jsonb)) WITH ORDINALITY AS u(r, n)
+ORDER BY n
 ON CONFLICT (collector_id, period) DO UPDATE SET team = EXCLUDED.team,
     currency = EXCLUDED.currency, doc = EXCLUDED.doc, tally = EXCLUDED.tally,
     updated_at = now()
@@ -256,10 +259,8 @@ async def upsert_scorecards(conn: AsyncConnection,
                             rows: Sequence[tuple[str, str, str | None, str, dict, dict]]) -> None:
     """rows: (collector_id, period, team, currency, doc, tally)."""
     if rows:
-        await conn.execute(_UPSERT_SCORECARDS, {
-            "collector": [r[0] for r in rows], "period": [r[1] for r in rows],
-            "team": [r[2] for r in rows], "currency": [r[3] for r in rows],
-            "doc": [_json(r[4]) for r in rows], "tally": [_json(r[5]) for r in rows]})
+        # doc and tally nest as JSON objects
+        await conn.execute(_UPSERT_SCORECARDS, {"rows": rows_json(rows)})
 
 
 async def scorecard_doc(conn: AsyncConnection, collector_id: str, period: str) -> Any:
