@@ -10,7 +10,8 @@ kernel spreads connections over the workers by their address hash.
 The supervisor (the ``python -m services.ingest`` process) starts the workers, restarts one
 that dies (logged), and on SIGTERM or SIGINT stops them all gracefully. Prometheus counters of
 all workers add up at ``/metrics`` through ``prometheus_client``'s multi-process mode: the
-supervisor gives the workers a fresh ``PROMETHEUS_MULTIPROC_DIR`` and removes it at the end.
+supervisor gives the workers an emptied ``PROMETHEUS_MULTIPROC_DIR`` (one per address, in the
+temporary folder) and removes it at the end.
 """
 
 from __future__ import annotations
@@ -102,7 +103,7 @@ def supervise(settings: IngestSettings) -> int:
     """
     if not _port_is_free(settings.host, settings.port):
         return 1
-    metrics_dir = tempfile.mkdtemp(prefix="qs-ingest-metrics-")
+    metrics_dir = _fresh_metrics_dir(settings.host, settings.port)
     env = {**os.environ, WORKER_ENV: "1", MULTIPROC_ENV: metrics_dir,
            SUPERVISOR_ENV: str(os.getpid())}
     command = [sys.executable, "-m", "services.ingest"]
@@ -159,6 +160,22 @@ def supervise(settings: IngestSettings) -> int:
                 proc.wait()
         shutil.rmtree(metrics_dir, ignore_errors=True)
     return status
+
+
+def _fresh_metrics_dir(host: str, port: int) -> str:
+    """An empty folder for the workers' metric files, one name per address.
+
+    A fixed name, emptied at start: a supervisor killed by SIGKILL cannot remove its folder,
+    and the next start on the same address (the port check above proved the old one gone)
+    clears what it left instead of leaving one stale folder per crash.
+    """
+    safe_host = "".join(c if c.isalnum() else "_" for c in host)
+    path = os.path.join(tempfile.gettempdir(), f"qs-ingest-metrics-{safe_host}-{port}")
+    if os.path.islink(path):
+        os.unlink(path)
+    shutil.rmtree(path, ignore_errors=True)
+    os.mkdir(path, 0o700)  # fails if anything reappeared meanwhile: never reuse a stranger's
+    return path
 
 
 def _mark_dead(pid: int, metrics_dir: str) -> None:

@@ -35,6 +35,14 @@ def _alive(pids: set[int]) -> set[int]:
     return {pid for pid in pids if Path(f"/proc/{pid}").exists()}
 
 
+def _start(env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "services.ingest"], env=env)
+
+
+def _exists(path: str | Path) -> bool:
+    return Path(path).exists()
+
+
 def _children(pid: int) -> set[int]:
     text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
     return {int(p) for p in text.split()}
@@ -129,13 +137,30 @@ async def test_workers_stop_when_the_supervisor_is_killed(gateway) -> None:
     await eventually(lambda: _ready(url), timeout=60)
     await eventually(lambda: asyncio.sleep(0, len(_children(proc.pid)) == WORKERS))
     workers = _children(proc.pid)
-    metrics_dir = _environ(min(workers))["PROMETHEUS_MULTIPROC_DIR"]
+    env = _environ(min(workers))
+    metrics_dir = env["PROMETHEUS_MULTIPROC_DIR"]
     proc.kill()
     proc.wait()
     try:
         await eventually(lambda: asyncio.sleep(0, not _alive(workers)), timeout=40)
+        # the next start on the address empties what the killed supervisor left behind
+        stale = Path(metrics_dir) / "counter_1.db"
+        stale.write_bytes(b"left by a killed supervisor")
+        for name in ("QS_INGEST_WORKER_PROCESS", "QS_INGEST_SUPERVISOR_PID",
+                     "PROMETHEUS_MULTIPROC_DIR"):
+            env.pop(name, None)
+        again = _start(env)
+        try:
+            await eventually(lambda: _ready(url), timeout=60)
+            assert not _exists(stale)
+            again.send_signal(signal.SIGTERM)
+            assert await asyncio.to_thread(again.wait, 40) == 0
+            assert not _exists(metrics_dir)
+        finally:
+            if again.poll() is None:
+                again.kill()
     finally:
-        shutil.rmtree(metrics_dir, ignore_errors=True)  # the supervisor could not
+        shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 def test_a_taken_port_is_an_error_at_once_not_a_restart_loop() -> None:
