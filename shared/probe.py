@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.consumer import ConsumerSpec
 from shared.context import BatchContext
+from shared.db import rows_json
 from shared.events import Event
 from shared.migrations import RUNTIME_TABLES
 from shared.topics import LOAN_EVENTS, REPAYMENTS_APPLIED
@@ -28,9 +29,12 @@ CREATE TABLE IF NOT EXISTS probe_loans (
 )
 """
 
+# one JSON parameter read by position (shared.db.rows_json), as the services write their rows
 _UPSERT_MANY = text("""
 INSERT INTO probe_loans (loan_id, paid, events)
-SELECT * FROM unnest(CAST(:ids AS text[]), CAST(:paid AS numeric[]), CAST(:n AS int[]))
+SELECT r->>0, CAST(r->>1 AS numeric), CAST(r->>2 AS int)
+FROM jsonb_array_elements(CAST(:rows AS jsonb)) WITH ORDINALITY AS u(r, n)
+ORDER BY n
 ON CONFLICT (loan_id) DO UPDATE
 SET paid = probe_loans.paid + EXCLUDED.paid, events = probe_loans.events + EXCLUDED.events
 """)
@@ -72,9 +76,8 @@ async def _batched(ctx: BatchContext, event: Event) -> None:
 async def _flush(ctx: BatchContext) -> None:
     totals: dict[str, list] = ctx.state.get("totals", {})
     if totals:
-        await ctx.conn.execute(_UPSERT_MANY, {
-            "ids": list(totals), "paid": [v[0] for v in totals.values()],
-            "n": [v[1] for v in totals.values()]})
+        await ctx.conn.execute(_UPSERT_MANY, {"rows": rows_json(
+            (loan_id, format(paid, "f"), n) for loan_id, (paid, n) in totals.items())})
 
 
 async def _single(ctx: BatchContext, event: Event) -> None:
