@@ -62,13 +62,18 @@ async def ensure_schema(engine: AsyncEngine, schema: str) -> None:
         await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{check_identifier(schema)}"'))
 
 
+# The FROM item that reads rows_json's parameter back, in order: ``FROM {JSON_ROWS}``, then
+# ``r->>0``, ``CAST(r->>1 AS date)``... and ``ORDER BY n`` where the order of the rows matters.
+JSON_ROWS = "jsonb_array_elements(CAST(:rows AS jsonb)) WITH ORDINALITY AS u(r, n)"
+
+
 def rows_json(rows: Iterable[Sequence[Any]]) -> str:
     """Rows of a multi-row statement as one JSON array of arrays, the statement's one parameter.
 
-    Read back in SQL by position: ``FROM jsonb_array_elements(CAST(:rows AS jsonb)) AS u(r)``
-    and ``r->>0``, ``CAST(r->>1 AS timestamptz)``... orjson writes the whole batch in one call,
-    where a typed array per column costs the driver an encoding step per element (a fifth of
-    staging's end of day, a third of the notifier's writes). Decimals travel as their exact
-    string (``default=str``), datetimes as RFC 3339, nested dicts as JSON objects.
+    Read back in SQL by position (``FROM {JSON_ROWS}``, see above) with ``r->>0``,
+    ``CAST(r->>1 AS timestamptz)``... orjson writes the whole batch in one call, where a typed
+    array per column costs the driver an encoding step per element (a fifth of staging's end
+    of day, a third of the notifier's writes). Decimals travel as their exact string
+    (``default=str``), datetimes as RFC 3339, nested dicts as JSON objects.
     """
     return orjson.dumps(list(rows), default=str).decode()

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from shared.db import rows_json
+from shared.db import JSON_ROWS, rows_json
 
 APPLIED = "applied"
 DEAD = "dead"
@@ -33,9 +33,9 @@ class InboxKey:
 # The keys travel as one JSON array of arrays (shared.db.rows_json), read back by position:
 # five typed arrays cost asyncpg an encoding step and a few abstract isinstance checks per
 # element (19 µs per event in the notifier's profile), orjson one call for the whole batch.
-_KEYS = """(SELECT r->>0 AS source, r->>1 AS id, r->>2 AS topic,
+_KEYS = f"""(SELECT r->>0 AS source, r->>1 AS id, r->>2 AS topic,
         CAST(r->>3 AS int) AS part, CAST(r->>4 AS bigint) AS off
-        FROM jsonb_array_elements(CAST(:rows AS jsonb)) WITH ORDINALITY AS e(r, n)
+        FROM {JSON_ROWS}
         ORDER BY n) AS u"""
 
 _CLAIM = text(f"""

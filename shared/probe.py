@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.consumer import ConsumerSpec
 from shared.context import BatchContext
-from shared.db import rows_json
+from shared.db import JSON_ROWS, rows_json
 from shared.events import Event
 from shared.migrations import RUNTIME_TABLES
 from shared.topics import LOAN_EVENTS, REPAYMENTS_APPLIED
@@ -30,10 +30,10 @@ CREATE TABLE IF NOT EXISTS probe_loans (
 """
 
 # one JSON parameter read by position (shared.db.rows_json), as the services write their rows
-_UPSERT_MANY = text("""
+_UPSERT_MANY = text(f"""
 INSERT INTO probe_loans (loan_id, paid, events)
 SELECT r->>0, CAST(r->>1 AS numeric), CAST(r->>2 AS int)
-FROM jsonb_array_elements(CAST(:rows AS jsonb)) WITH ORDINALITY AS u(r, n)
+FROM {JSON_ROWS}
 ORDER BY n
 ON CONFLICT (loan_id) DO UPDATE
 SET paid = probe_loans.paid + EXCLUDED.paid, events = probe_loans.events + EXCLUDED.events

@@ -25,7 +25,7 @@ from services.incentives.domain import (
     SchemeBook,
     scheme_from_doc,
 )
-from shared.db import rows_json
+from shared.db import JSON_ROWS, rows_json
 
 SCORECARD_LOCK = zlib.crc32(b"incentives:scorecards") & 0x7FFFFFFF
 
@@ -123,20 +123,20 @@ async def load_loans(conn: AsyncConnection, loan_ids: Iterable[str]) -> LoanFact
 
 
 # Multi-row writes take one JSON parameter read by position (see _INSERT_ENTRIES below).
-_SAVE_ASSIGNMENTS = text("""
+_SAVE_ASSIGNMENTS = text(f"""
 INSERT INTO assignments (loan_id, collector_id, team, stage, assigned_on, ended_on)
 SELECT r->>0, r->>1, r->>2, r->>3, CAST(r->>4 AS date), CAST(r->>5 AS date)
-FROM jsonb_array_elements(CAST(:rows AS jsonb)) WITH ORDINALITY AS u(r, n)
+FROM {JSON_ROWS}
 ORDER BY n
 ON CONFLICT (loan_id) DO UPDATE SET collector_id = EXCLUDED.collector_id,
     team = EXCLUDED.team, stage = EXCLUDED.stage, assigned_on = EXCLUDED.assigned_on,
     ended_on = EXCLUDED.ended_on
 """)
 
-_SAVE_STATE = text("""
+_SAVE_STATE = text(f"""
 INSERT INTO loan_state (loan_id, arrears, currency, last_cure_entry_id)
 SELECT r->>0, CAST(r->>1 AS numeric), r->>2, CAST(r->>3 AS uuid)
-FROM jsonb_array_elements(CAST(:rows AS jsonb)) WITH ORDINALITY AS u(r, n)
+FROM {JSON_ROWS}
 ORDER BY n
 ON CONFLICT (loan_id) DO UPDATE SET arrears = EXCLUDED.arrears,
     currency = EXCLUDED.currency, last_cure_entry_id = EXCLUDED.last_cure_entry_id
@@ -176,12 +176,12 @@ async def save_teams(conn: AsyncConnection, teams: dict[str, str]) -> None:
 # The rows travel as one JSON array of arrays read back by position (shared.db.rows_json),
 # every column cast by the server: fourteen typed arrays cost asyncpg an encoding step and a few
 # abstract isinstance checks per element, orjson one call for the batch. The hot statement.
-_INSERT_ENTRIES = text("""
+_INSERT_ENTRIES = text(f"""
 INSERT INTO credit_ledger (entry_id, kind, collector_id, period, loan_id, on_date, amount,
                            currency, stage, team, severity, days_to_cure, event_source, event_id)
 SELECT CAST(r->>0 AS uuid), r->>1, r->>2, r->>3, r->>4, CAST(r->>5 AS date),
        CAST(r->>6 AS numeric), r->>7, r->>8, r->>9, r->>10, CAST(r->>11 AS int), r->>12, r->>13
-FROM jsonb_array_elements(CAST(:rows AS jsonb)) WITH ORDINALITY AS u(r, n)
+FROM {JSON_ROWS}
 ORDER BY n
 ON CONFLICT (entry_id) DO NOTHING
 RETURNING entry_id
@@ -244,10 +244,10 @@ async def stored_scorecards(conn: AsyncConnection,
     return {(r.collector_id, r.period): r for r in rows}
 
 
-_UPSERT_SCORECARDS = text("""
+_UPSERT_SCORECARDS = text(f"""
 INSERT INTO scorecards (collector_id, period, team, currency, doc, tally, updated_at)
 SELECT r->>0, r->>1, r->>2, r->>3, r->4, r->5, now()
-FROM jsonb_array_elements(CAST(:rows AS jsonb)) WITH ORDINALITY AS u(r, n)
+FROM {JSON_ROWS}
 ORDER BY n
 ON CONFLICT (collector_id, period) DO UPDATE SET team = EXCLUDED.team,
     currency = EXCLUDED.currency, doc = EXCLUDED.doc, tally = EXCLUDED.tally,

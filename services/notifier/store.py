@@ -30,7 +30,7 @@ from services.notifier.domain import (
     ContactRequest,
     parse_contact_policy,
 )
-from shared.db import rows_json
+from shared.db import JSON_ROWS, rows_json
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,12 +307,12 @@ async def decision_state(conn: AsyncConnection, contact_ids: Iterable[str],
     return seen, history
 
 
-_LOG = text("""
+_LOG = text(f"""
 INSERT INTO contacts (contact_id, loan_id, borrower_id, channel, template, stage, trigger,
                       status, reason, scheduled_for, decided_at, attempt)
 SELECT r->>0, r->>1, r->>2, r->>3, r->>4, r->>5, r->>6, r->>7, r->>8,
        CAST(r->>9 AS timestamptz), CAST(r->>10 AS timestamptz), NULLIF(r->11, 'null')
-FROM jsonb_array_elements(CAST(:rows AS jsonb)) WITH ORDINALITY AS u(r, n)
+FROM {JSON_ROWS}
 ORDER BY n
 """)
 
@@ -356,10 +356,10 @@ async def queue_deferred(conn: AsyncConnection,
         (cid, due, request_doc(req)) for cid, (req, due) in latest.items())})
 
 
-_QUEUE_DISPATCH = text("""
+_QUEUE_DISPATCH = text(f"""
 INSERT INTO dispatch_queue (contact_id, channel, template_id, request)
 SELECT r->>0, r->>1, r->>2, r->3
-FROM jsonb_array_elements(CAST(:rows AS jsonb)) WITH ORDINALITY AS u(r, n)
+FROM {JSON_ROWS}
 ORDER BY n
 ON CONFLICT (contact_id) DO NOTHING
 """)

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.staging.domain.loan import LoanState, StageChange
 from services.staging.domain.policy import PolicySet, parse_policy
-from shared.db import rows_json
+from shared.db import JSON_ROWS, rows_json
 
 
 def _json(value: Any) -> str:
@@ -61,13 +61,13 @@ async def loans_of_collector(conn: AsyncConnection, collector_id: str) -> list[L
     return [LoanState.from_dict(orjson.loads(r.state)) for r in rows]
 
 
-_SAVE = text("""
+_SAVE = text(f"""
 INSERT INTO loans (loan_id, product, status, stage, dpd, arrears, currency, collector_id, team,
                    next_transition_date, business_date, oldest_due_date, state, updated_at)
 SELECT r->>0, r->>1, r->>2, r->>3, CAST(r->>4 AS int), CAST(r->>5 AS numeric), r->>6, r->>7,
        r->>8, CAST(r->>9 AS date), CAST(r->>10 AS date), CAST(r->>11 AS date),
        CAST(r->>12 AS json), now()
-FROM jsonb_array_elements(CAST(:rows AS jsonb)) WITH ORDINALITY AS u(r, n)
+FROM {JSON_ROWS}
 ORDER BY n
 ON CONFLICT (loan_id) DO UPDATE SET status = EXCLUDED.status, stage = EXCLUDED.stage,
     dpd = EXCLUDED.dpd, arrears = EXCLUDED.arrears, collector_id = EXCLUDED.collector_id,
@@ -88,10 +88,10 @@ async def save_loans(conn: AsyncConnection, loans: Sequence[LoanState]) -> None:
         for s in sorted(loans, key=lambda s: s.loan_id))})
 
 
-_HISTORY = text("""
+_HISTORY = text(f"""
 INSERT INTO stage_history (loan_id, product, from_stage, to_stage, dpd, reason, business_date)
 SELECT r->>0, r->>1, r->>2, r->>3, CAST(r->>4 AS int), r->>5, CAST(r->>6 AS date)
-FROM jsonb_array_elements(CAST(:rows AS jsonb)) WITH ORDINALITY AS u(r, n)
+FROM {JSON_ROWS}
 ORDER BY n
 """)
 
