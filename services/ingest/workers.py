@@ -43,10 +43,13 @@ _CRASH_LOOP_LIMIT: Final = 5
 _PR_SET_PDEATHSIG: Final = 1
 
 
+def _family(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
 def reuse_port_socket(host: str, port: int) -> socket.socket:
     """A listening TCP socket that other workers may bind to the same address too."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock = socket.socket(_family(host), socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
@@ -85,8 +88,7 @@ def _port_is_free(host: str, port: int) -> bool:
     """Whether nothing listens on the port: every worker would join a listener that set
     ``SO_REUSEPORT`` too (say a worker left over from an earlier run) without a word, or fail
     to bind beside one that did not."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
+    with socket.socket(_family(host), socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is no owner
         try:
             probe.bind((host, port))
