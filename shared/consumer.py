@@ -32,6 +32,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any, Final
 
 import orjson
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
@@ -42,6 +43,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from shared import inbox, outbox
 from shared.context import BatchContext, Rejected
 from shared.events import Event, EventError, check_envelope, parse_event, registry
+from shared.events.native import BulkParser
 from shared.gc_tuning import tune_gc
 from shared.metrics import (
     BATCH_SECONDS,
@@ -143,6 +145,9 @@ class _Unattributable(Exception):
     """A batch hook failed and no single message can be blamed yet."""
 
 
+# a value orjson could not decode (parse_event says why from the bytes)
+_NOT_JSON: Final = object()
+
 # ``getmany`` back sooner than this found its records already buffered
 _BUFFERED_S = 0.002
 
@@ -204,6 +209,8 @@ class ConsumerRunner:
         # known types this consumer does not handle: envelope checked, data left alone
         self._skipped = frozenset(t for t in registry.DEFAULT.type_names()
                                   if t not in spec.handlers)
+        self._parser = BulkParser([t for t in registry.DEFAULT.type_names()
+                                   if t in spec.handlers])
         self._lock = asyncio.Lock()
         self._stopping = asyncio.Event()
         self.applied = 0
@@ -339,7 +346,7 @@ class ConsumerRunner:
                     return False
 
     async def _apply_batch(self, records: list[ConsumerRecord]) -> None:
-        items = [self._parse(r) for r in records]
+        items = self._parse_all(records)
         try:
             await self._apply_with_retry(items)
         except _Unattributable:
@@ -359,13 +366,34 @@ class ConsumerRunner:
                         item.key = synthetic_key(item.record)
                         await self._apply_with_retry([item])
 
-    def _parse(self, record: ConsumerRecord) -> _Item:
-        """An item with its event, or its poison reason, or neither (a type not handled here)."""
+    def _parse_all(self, records: list[ConsumerRecord]) -> list[_Item]:
+        """The batch's items: the usual messages parsed in one call (:class:`BulkParser`),
+        the others one by one by ``parse_event``, which says what is wrong with them."""
+        decoded: list[Any] = []
+        for record in records:
+            try:
+                decoded.append(orjson.loads(record.value if record.value is not None else b""))
+            except orjson.JSONDecodeError:
+                decoded.append(_NOT_JSON)
+        items = []
+        for record, obj, got in zip(records, decoded, self._parser.parse(decoded), strict=True):
+            if got is None:
+                items.append(self._parse(record, obj))
+                continue
+            if isinstance(got, tuple):  # a type skipped here
+                key = inbox.InboxKey(got[0], got[1], record.topic, record.partition,
+                                     record.offset)
+                items.append(_Item(record, key))
+            else:
+                key = inbox.InboxKey(got.source, got.id, record.topic, record.partition,
+                                     record.offset)
+                items.append(_Item(record, key, event=got))
+        return items
+
+    def _parse(self, record: ConsumerRecord, obj: Any) -> _Item:
+        """An item with its event, or its poison reason, or neither (a type not handled here).
+        ``obj`` is the decoded value, or ``_NOT_JSON``."""
         value = record.value if record.value is not None else b""
-        try:
-            obj = orjson.loads(value)
-        except orjson.JSONDecodeError:
-            obj = None  # parse_event says why
         try:
             if type(obj) is dict and obj.get("type") in self._skipped:
                 _, source, event_id = check_envelope(obj)

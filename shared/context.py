@@ -8,8 +8,9 @@ from aiokafka.structs import ConsumerRecord
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from shared.events import Event, new_event
-from shared.outbox import OutboxMessage, message_for
+from shared.events import new_event
+from shared.events.native import OutboundJson
+from shared.outbox import EVENT_HEADERS, OutboxMessage, message_for
 from shared.topics import TopicNames
 
 
@@ -23,6 +24,9 @@ class Rejected(Exception):
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
         self.detail = detail
+
+
+_OUTBOUND = OutboundJson()
 
 
 class BatchContext:
@@ -43,8 +47,19 @@ class BatchContext:
         self.record: ConsumerRecord | None = None
 
     def emit(self, topic: str, type_: str, subject: str, data: dict[str, Any] | BaseModel,
-             **attrs: Any) -> Event:
-        """Queue an outbound event on the (unprefixed) ``topic``; returns the event."""
+             **attrs: Any) -> None:
+        """Queue an outbound event on the (unprefixed) ``topic``.
+
+        The usual event (a dict of data, no extra attributes) is written and checked against
+        the contract in one native call (:class:`shared.events.native.OutboundJson`); anything
+        else, or anything that check does not vouch for, is built by ``new_event``, which
+        raises ``EventError`` naming the field at fault.
+        """
+        name = self.topics.name(topic)
+        if not attrs:
+            body = _OUTBOUND.dumps(type_, self.source, subject, data)
+            if body is not None:
+                self.outbox.append(OutboxMessage(name, subject.encode(), body, EVENT_HEADERS))
+                return
         event = new_event(type_, source=self.source, subject=subject, data=data, **attrs)
-        self.outbox.append(message_for(self.topics.name(topic), event))
-        return event
+        self.outbox.append(message_for(name, event))

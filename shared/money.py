@@ -212,3 +212,5 @@ WIRE_CHECKS: Final[dict[Callable[[object], object], CoreSchema]] = {
     _ratio: _wire_string(RATIO_PATTERN),
     _currency: cs.literal_schema(sorted(CURRENCY_MINOR_UNITS)),
 }
+# the validators above whose value is the Decimal of the text their check accepts
+DECIMAL_VALIDATORS: Final = frozenset({_money, _non_negative_money, _positive_money, _ratio})

@@ -18,33 +18,56 @@ no extension attributes or ``dataschema``, data of version 1 only, and only the 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import datetime
+from collections.abc import Callable, Sequence
+from decimal import Decimal
 from typing import Any, Final
 
 from pydantic import ValidationError
-from pydantic_core import SchemaValidator
+from pydantic_core import CoreSchema, SchemaValidator
 from pydantic_core import core_schema as cs
 
 from shared import money
 from shared.events import fields
-from shared.events.registry import DEFAULT, Registry
+from shared.events.registry import DEFAULT, EventSpec, Registry
 
-__all__ = ["BulkChecker"]
+__all__ = ["BulkChecker", "build", "envelopes", "native_schema"]
 
 # Printable ASCII, as _fast_attributes in codec.py demands of each (and less than Envelope).
 _TEXT: Final = cs.str_schema(strict=True, min_length=1, max_length=256, pattern=r"^[\x20-\x7e]+$")
 _SOURCE: Final = cs.str_schema(strict=True, min_length=1, max_length=256,
                                pattern=r"^[\x21-\x7e]+$")
-# RFC 3339 with an offset, as shared.events.fields.parse_timestamp takes it, in the one spelling
-# that needs no upper-casing; fromisoformat (C) then refuses impossible dates and times alike.
-_TIME_PATTERN: Final = (r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}"
-                        r"(\.[0-9]{1,6})?(Z|[+-][0-9]{2}:[0-9]{2})$")
-_TIME: Final = cs.no_info_after_validator_function(
-    datetime.fromisoformat, cs.str_schema(strict=True, pattern=_TIME_PATTERN))
+# the envelope's time as a data field's timestamp (shared.events.fields.WIRE_CHECKS)
+_TIME: Final = fields.WIRE_CHECKS[fields.parse_timestamp]
 
 
 _WIRE_CHECKS: Final = {**money.WIRE_CHECKS, **fields.WIRE_CHECKS}
+
+
+def _twin(function: Any) -> CoreSchema | None:
+    check = _WIRE_CHECKS.get(function)
+    if check is None:
+        return None
+    if function in money.DECIMAL_VALIDATORS:  # the checks leave a str; the model holds Decimal
+        return cs.no_info_after_validator_function(Decimal, check)
+    return check
+
+
+def native_schema(schema: Any) -> Any:
+    """A copy of a core schema with each Python wire validator replaced by its native twin,
+    made to give the same value (``Decimal(text)``, as the Python validator does): the same
+    models, the same model validators, nothing accepted that the original refuses.
+
+    Build its validator with :func:`build`, not ``SchemaValidator`` (a model's own validator
+    would be used instead)."""
+    if isinstance(schema, list):
+        return [native_schema(v) for v in schema]
+    if not isinstance(schema, dict):
+        return schema
+    if schema.get("type") == "function-plain" and isinstance(schema.get("function"), dict):
+        twin = _twin(schema["function"].get("function"))
+        if twin is not None:
+            return twin
+    return {k: native_schema(v) for k, v in schema.items()}
 
 
 def _native(schema: Any) -> Any:
@@ -52,26 +75,28 @@ def _native(schema: Any) -> Any:
 
     Each plain validator with a native twin (``WIRE_CHECKS`` of shared.money and
     shared.events.fields) is replaced by it, and a model becomes a typed dict (nobody reads
-    the result, and a dict is cheaper to build). Not under a validator function, though: a
-    model validator gets the model it expects, with Decimals and dates in it (it compares
-    them), so what it wraps stays as it was.
+    the result, and a dict is cheaper to build). Not under a validator function, though, nor
+    in a model that must stay a model: a model validator or ``model_post_init`` gets the model
+    it expects, with Decimals and dates in it (it compares them), so what they see is
+    :func:`native_schema`'s, which gives the same values.
     """
     if isinstance(schema, list):
         return [_native(v) for v in schema]
     if not isinstance(schema, dict):
         return schema
     kind = schema.get("type")
-    if kind == "function-plain":
+    if kind == "function-plain" and isinstance(schema.get("function"), dict):
         twin = _WIRE_CHECKS.get(schema["function"].get("function"))
         if twin is not None:
             return twin
     if kind in ("function-before", "function-after", "function-wrap", "function-plain"):
-        return schema
-    if (kind == "model" and schema["schema"].get("type") == "model-fields"
-            and not schema.get("custom_init") and not schema.get("post_init")
-            and schema["schema"].get("extras_schema") is None):
-        # (an __init__ or model_post_init of its own, or typed extras, may refuse more: such
-        # a model stays a model)
+        return native_schema(schema)
+    if kind == "model":
+        if (schema["schema"].get("type") != "model-fields" or schema.get("custom_init")
+                or schema.get("post_init") or schema["schema"].get("extras_schema") is not None):
+            # (an __init__ or model_post_init of its own, or typed extras, may refuse more:
+            # such a model stays a model)
+            return native_schema(schema)
         inner = schema["schema"]
         return cs.typed_dict_schema(
             {name: cs.typed_dict_field(_native(f["schema"]),
@@ -84,7 +109,7 @@ def _native(schema: Any) -> Any:
 
 
 def _envelope(event_type: str, data: cs.CoreSchema) -> cs.CoreSchema:
-    """The attributes as a typed dict (cheaper to build than a model), data as its model."""
+    """The attributes as a typed dict (cheaper to build than a model), ``data`` as given."""
     field = cs.typed_dict_field
     return cs.typed_dict_schema({
         "specversion": field(cs.literal_schema(["1.0"])),
@@ -94,8 +119,60 @@ def _envelope(event_type: str, data: cs.CoreSchema) -> cs.CoreSchema:
         "time": field(_TIME),
         "subject": field(_TEXT),
         "datacontenttype": field(cs.literal_schema(["application/json"]), required=False),
-        "data": field(_native(data)),
+        "data": field(data),
     }, extra_behavior="forbid")
+
+
+def envelopes(specs: Sequence[EventSpec], data_of: Callable[[Any], Any],
+              others: Sequence[str] = ()) -> SchemaValidator:
+    """A validator of a list of decoded CloudEvents, each in the stricter envelope above:
+    of a type of ``specs`` with its data checked by ``data_of(model's core schema)``, or of
+    a type in ``others`` with any object as data."""
+    # a model's schema may come as "definitions" (an enum used twice, a nested model):
+    # pydantic-core refuses a ref defined twice in one validator, so all types share one
+    # list of definitions, left as they are (a function may expect the model they build)
+    definitions: dict[str, cs.CoreSchema] = {}
+    choices: dict[Any, cs.CoreSchema] = {}
+    for spec in specs:
+        schema = spec.model.__pydantic_core_schema__
+        if schema["type"] == "definitions":
+            for definition in schema["definitions"]:
+                definitions.setdefault(definition["ref"], definition)
+            schema = schema["schema"]
+        choices[spec.type] = _envelope(spec.type, data_of(schema))
+    for name in others:
+        choices[name] = _envelope(name, cs.dict_schema())
+    checker: cs.CoreSchema = cs.list_schema(cs.tagged_union_schema(choices, discriminator="type"))
+    if definitions:
+        checker = cs.definitions_schema(checker, list(definitions.values()))
+    return build(checker)
+
+
+def _models(schema: Any) -> set[type]:
+    if isinstance(schema, list):
+        return set().union(*(_models(v) for v in schema)) if schema else set()
+    if not isinstance(schema, dict):
+        return set()
+    found = {schema["cls"]} if schema.get("type") == "model" else set()
+    return found.union(*(_models(v) for v in schema.values()))
+
+
+def build(schema: CoreSchema) -> SchemaValidator:
+    """A validator of ``schema`` itself, models included.
+
+    pydantic-core takes a complete model class's own validator for a ``model`` schema naming
+    that class, whatever the schema says (its ``get_prebuilt``): each model it holds is marked
+    incomplete while the validator is built, so the twins inside are used.
+    """
+    models = sorted(_models(schema), key=lambda cls: cls.__qualname__)
+    before = [cls.__dict__.get("__pydantic_complete__") for cls in models]
+    try:
+        for cls in models:
+            type.__setattr__(cls, "__pydantic_complete__", False)
+        return SchemaValidator(schema)
+    finally:
+        for cls, value in zip(models, before, strict=True):
+            type.__setattr__(cls, "__pydantic_complete__", value)
 
 
 class BulkChecker:
@@ -111,23 +188,7 @@ class BulkChecker:
         specs = [spec for spec in specs if spec.version == 1]  # later ones need upcasting
         if not specs:
             raise ValueError("no event type to check")
-        # a model's schema may come as "definitions" (an enum used twice, a nested model):
-        # pydantic-core refuses a ref defined twice in one validator, so all types share one
-        # list of definitions, left as they are (a function may expect the model they build)
-        definitions: dict[str, cs.CoreSchema] = {}
-        envelopes: dict[Any, cs.CoreSchema] = {}
-        for spec in specs:
-            schema = spec.model.__pydantic_core_schema__
-            if schema["type"] == "definitions":
-                for definition in schema["definitions"]:
-                    definitions.setdefault(definition["ref"], definition)
-                schema = schema["schema"]
-            envelopes[spec.type] = _envelope(spec.type, schema)
-        checker: cs.CoreSchema = cs.list_schema(
-            cs.tagged_union_schema(envelopes, discriminator="type"))
-        if definitions:
-            checker = cs.definitions_schema(checker, list(definitions.values()))
-        self._validator = SchemaValidator(checker)
+        self._validator = envelopes(specs, _native)
         # the subject rule (registry.EventSpec.expected_subject) on the decoded dicts: after
         # validation a subject field holds exactly the string the model holds
         self._subject: dict[str, tuple[str | None, str | None]] = {

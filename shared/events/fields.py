@@ -98,11 +98,19 @@ def parse_timestamp(value: object) -> datetime:
     )
 
 
-# For shared.events.bulk: the business date as a native check accepting only what
-# parse_business_date accepts from the wire (a string; date.fromisoformat is the same C call).
+# RFC 3339 with an offset in the one spelling that parse_timestamp needs not upper-case: for
+# such a string it is the same C call, which refuses impossible dates and times alike
+WIRE_TIMESTAMP_PATTERN: Final = (r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}"
+                                 r"(\.[0-9]{1,6})?(Z|[+-][0-9]{2}:[0-9]{2})$")
+
+# For shared.events.bulk and shared.events.native: the business date and the timestamp as
+# native checks accepting only what their validators accept from the wire (a string), and
+# giving the same value (date.fromisoformat, datetime.fromisoformat: the same C calls).
 WIRE_CHECKS: Final[dict[Callable[[object], object], CoreSchema]] = {
     parse_business_date: cs.no_info_after_validator_function(
         date.fromisoformat, cs.str_schema(strict=True, pattern=_DATE_RE.pattern)),
+    parse_timestamp: cs.no_info_after_validator_function(
+        datetime.fromisoformat, cs.str_schema(strict=True, pattern=WIRE_TIMESTAMP_PATTERN)),
 }
 
 BusinessDate = Annotated[
