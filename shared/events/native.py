@@ -20,6 +20,7 @@ to vouching for nothing those refuse.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -159,11 +160,24 @@ class OutboundJson:
         # all built now (tens of milliseconds): never while another thread validates
         self._validators = {name: _Outbound.of(registry.get(name))
                             for name in registry.type_names()}
+        self._millisecond = -1
+        self._time = ""
+
+    def _now(self) -> str:
+        """The time now to the millisecond, in UTC, written once per millisecond (events of
+        one batch are made within a few: ``isoformat`` of each was 6 % of a consumer's CPU)."""
+        millisecond = time.time_ns() // 1_000_000
+        if millisecond != self._millisecond:
+            self._millisecond = millisecond
+            self._time = datetime.fromtimestamp(millisecond / 1000, UTC).isoformat(
+                timespec="milliseconds")
+        return self._time
 
     def dumps(self, event_type: str, source: str, subject: str, data: Any) -> bytes | None:
-        """The event, with a new id and the time now, as structured-mode JSON (what
-        ``new_event(...).to_json()`` writes, but for the order of the data's keys), or None
-        when not vouched for here: the caller builds it with ``new_event``, which judges it."""
+        """The event, with a new id and the time now (to the millisecond), as structured-mode
+        JSON (what ``new_event(...).to_json()`` writes, but for the order of the data's keys),
+        or None when not vouched for here: the caller builds it with ``new_event``, which
+        judges it."""
         found = self._validators.get(event_type)
         if found is None or type(data) is not dict or type(subject) is not str:
             return None
@@ -184,7 +198,7 @@ class OutboundJson:
         try:
             body = orjson.dumps({
                 "specversion": "1.0", "id": new_event_id(), "source": source,
-                "type": event_type, "time": datetime.now(UTC).isoformat(), "subject": subject,
+                "type": event_type, "time": self._now(), "subject": subject,
                 "datacontenttype": "application/json", "data": data}, default=_json_default)
         except TypeError:
             return None
