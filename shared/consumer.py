@@ -3,9 +3,11 @@
 A service supplies a :class:`ConsumerSpec` (its handler table and optional batch hooks); the
 runner does the rest:
 
-1. ``getmany`` a batch; parse every message into a CloudEvent (:func:`shared.events.parse_event`);
-   of a type the service does not handle, only the envelope is checked. A batch with nothing
-   to apply or dead-letter opens no transaction.
+1. ``getmany`` a batch; parse every message into a CloudEvent: the usual ones in one
+   pydantic-core call (:class:`shared.events.native.BulkParser`), the rest, and all poison,
+   by :func:`shared.events.parse_event`, which names what is wrong; of a type the service does
+   not handle, only the envelope is checked. A batch with nothing to apply or dead-letter
+   opens no transaction.
 2. Open one transaction. Claim the batch's ``(source, id)`` pairs in the inbox: duplicates and
    already-applied events drop out. Run each remaining event's handler in order.
 3. A poison message (bad JSON, not a CloudEvent, unknown type, schema error, a handler's
