@@ -16,12 +16,14 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.db import JSON_ROWS, rows_json
+from shared.frozen import quick_init
 
 APPLIED = "applied"
 DEAD = "dead"
 
 
-@dataclass(frozen=True, slots=True)
+@quick_init
+@dataclass(frozen=True)
 class InboxKey:
     source: str
     id: str

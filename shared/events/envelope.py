@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Strict, StringConstraints, model_val
 from pydantic_core import PydanticCustomError
 
 from shared.events.fields import Timestamp
+from shared.frozen import quick_init
 
 __all__ = [
     "DATAVERSION",
@@ -110,7 +111,8 @@ def _json_default(value: object) -> object:
     raise TypeError(f"cannot serialise {type(value).__name__} in an event")
 
 
-@dataclass(frozen=True, slots=True)
+@quick_init
+@dataclass(frozen=True)
 class Event(Generic[D]):
     """One event: CloudEvents attributes plus its typed, validated `data`.
 

@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 
-from services.staging.domain.frozen import quick_init
+from shared.frozen import quick_init
 
 
 @quick_init

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from typing import Any
 
-from services.staging.domain.frozen import quick_init
 from services.staging.domain.values import day, from_iso, iso
+from shared.frozen import quick_init
 
 FLAG_NAMES = frozenset(
     {"dispute", "hardship", "cease_contact", "bankruptcy", "deceased", "fraud", "wilful_default"}

@@ -32,7 +32,6 @@ from services.staging.domain.delinquency import (
 )
 from services.staging.domain.errors import Rejected
 from services.staging.domain.flags import FLAG_NAMES, clear_flag, expire_flags, raise_flag
-from services.staging.domain.frozen import quick_init
 from services.staging.domain.ledger import (
     Ledger,
     LedgerChange,
@@ -54,6 +53,7 @@ from services.staging.domain.promises import CANCELLED, OPEN, Promise, evaluate_
 from services.staging.domain.promises import promise_outcomes as changed_promises
 from services.staging.domain.values import business_date as as_date
 from services.staging.domain.values import money, optional_date, text
+from shared.frozen import quick_init
 
 CLOSE_REASONS = ("repaid", "written_off", "sold", "restructured")
 

@@ -29,8 +29,8 @@ from decimal import Decimal
 from typing import Any
 
 from services.staging.domain.errors import Rejected
-from services.staging.domain.frozen import quick_init
 from services.staging.domain.values import ZERO, day, iso
+from shared.frozen import quick_init
 
 Money = Decimal
 

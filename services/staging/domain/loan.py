@@ -13,10 +13,10 @@ from decimal import Decimal
 from typing import Any
 
 from services.staging.domain.flags import Flags
-from services.staging.domain.frozen import quick_init
 from services.staging.domain.ledger import Ledger
 from services.staging.domain.promises import OPEN, Promise
 from services.staging.domain.values import day, from_iso, iso
+from shared.frozen import quick_init
 
 OPEN_STATUS, CLOSED_STATUS = "open", "closed"
 CLOSED_STAGE = "closed"  # pseudo-stage of a closed loan, outside every policy

@@ -14,11 +14,11 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from services.staging.domain.frozen import quick_init
 from services.staging.domain.ledger import Allocation
 from services.staging.domain.loan import LoanState, StageChange
 from services.staging.domain.promises import Promise
 from services.staging.domain.values import iso
+from shared.frozen import quick_init
 
 TOPICS = {
     "stage.changed": "collection-stages",

@@ -17,7 +17,7 @@ from decimal import Decimal, InvalidOperation
 from functools import cached_property
 from typing import Any
 
-from services.staging.domain.frozen import quick_init
+from shared.frozen import quick_init
 
 STAGE_NAMES = ("current", "early", "negotiation", "intensive", "legal", "write_off", "special")
 CURRENT, LEGAL, SPECIAL = "current", "legal", "special"

@@ -26,9 +26,9 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
-from services.staging.domain.frozen import quick_init
 from services.staging.domain.ledger import Payment
 from services.staging.domain.values import ZERO, day, from_iso, iso
+from shared.frozen import quick_init
 
 OPEN, KEPT, BROKEN, CANCELLED = "open", "kept", "broken", "cancelled"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -20,7 +20,9 @@ from services.staging.domain import (
     policy,
     promises,
 )
-from services.staging.domain.frozen import quick_init
+from shared.events import Event
+from shared.frozen import quick_init
+from shared.inbox import InboxKey
 
 
 def both(cls: type, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
@@ -98,3 +100,18 @@ def test_every_decorated_domain_class_matches_its_generated_init():
     for cls, args in samples:
         quick, generated = both(cls, *args)
         assert quick.__dict__ == generated.__dict__, cls
+
+
+def test_the_runtimes_event_and_inbox_key_match_their_generated_init():
+    when = datetime(2026, 1, 5, 9, 30, tzinfo=UTC)
+    for cls, args, kwargs in [
+            (Event, ("t", "urn:s", "id-1", when, "L1", None), {}),
+            (Event, ("t", "urn:s", "id-1", when, "L1", None, 2, None, "urn:schema"),
+             {"extensions": {"x": 1}}),
+            (Event, (), {"type": "t", "source": "urn:s", "id": "i", "time": when,
+                         "subject": "L1", "data": None, "datacontenttype": None}),
+            (InboxKey, ("urn:s", "id-1", "loan-events", 3, 42), {})]:
+        quick, generated = both(cls, *args, **kwargs)
+        assert quick.__dict__ == generated.__dict__ and quick == generated, cls
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            quick.id = "other"
