@@ -30,7 +30,7 @@ from shared import money
 from shared.events import fields
 from shared.events.registry import DEFAULT, EventSpec, Registry
 
-__all__ = ["BulkChecker", "build", "envelopes", "native_schema"]
+__all__ = ["BulkChecker", "build", "envelope_schema", "envelopes", "native_schema"]
 
 # Printable ASCII, as _fast_attributes in codec.py demands of each (and less than Envelope).
 _TEXT: Final = cs.str_schema(strict=True, min_length=1, max_length=256, pattern=r"^[\x20-\x7e]+$")
@@ -108,7 +108,7 @@ def _native(schema: Any) -> Any:
     return {k: _native(v) for k, v in schema.items()}
 
 
-def _envelope(event_type: str, data: cs.CoreSchema) -> cs.CoreSchema:
+def envelope_schema(event_type: str, data: cs.CoreSchema) -> cs.CoreSchema:
     """The attributes as a typed dict (cheaper to build than a model), ``data`` as given."""
     field = cs.typed_dict_field
     return cs.typed_dict_schema({
@@ -139,9 +139,9 @@ def envelopes(specs: Sequence[EventSpec], data_of: Callable[[Any], Any],
             for definition in schema["definitions"]:
                 definitions.setdefault(definition["ref"], definition)
             schema = schema["schema"]
-        choices[spec.type] = _envelope(spec.type, data_of(schema))
+        choices[spec.type] = envelope_schema(spec.type, data_of(schema))
     for name in others:
-        choices[name] = _envelope(name, cs.dict_schema())
+        choices[name] = envelope_schema(name, cs.dict_schema())
     checker: cs.CoreSchema = cs.list_schema(cs.tagged_union_schema(choices, discriminator="type"))
     if definitions:
         checker = cs.definitions_schema(checker, list(definitions.values()))
