@@ -243,3 +243,16 @@ def test_what_is_not_a_plain_dict_or_of_an_unknown_type_is_left_to_new_event() -
     assert OUT.dumps(event_type, SOURCE, sample["subject"], model) is None
     assert OUT.dumps("no.such.type", SOURCE, sample["subject"], sample["data"]) is None
     assert OUT.dumps(event_type, "urn:with space", sample["subject"], sample["data"]) is None
+
+
+def test_a_model_that_fails_oddly_leaves_the_whole_batch_to_parse_event(monkeypatch) -> None:
+    # a TypeError from a model's own code is no ValidationError: rather than fail the batch
+    # (the runner would retry it for ever), every item goes to parse_event
+    parser = BulkParser(INBOUND)
+
+    class Odd:
+        def validate_python(self, items: Any) -> Any:
+            raise TypeError("not comparable")
+
+    monkeypatch.setattr(parser, "_validator", Odd())
+    assert parser.parse([sample_cloudevent(INBOUND[0])]) == [None]
