@@ -188,7 +188,7 @@ class OutboundJson:
             return None
         try:
             validator.validate_json(body, strict=True)
-        except ValidationError:
+        except Exception:  # a validation error, or a model's own code failing: new_event judges
             return None
         return body
 
