@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
 from aiokafka.structs import ConsumerRecord
@@ -26,7 +27,10 @@ class Rejected(Exception):
         self.detail = detail
 
 
-_OUTBOUND = OutboundJson()
+@cache
+def _outbound() -> OutboundJson:
+    """Built on the first emit, not at import (its validators take tens of milliseconds)."""
+    return OutboundJson()
 
 
 class BatchContext:
@@ -57,7 +61,7 @@ class BatchContext:
         """
         name = self.topics.name(topic)
         if not attrs:
-            body = _OUTBOUND.dumps(type_, self.source, subject, data)
+            body = _outbound().dumps(type_, self.source, subject, data)
             if body is not None:
                 self.outbox.append(OutboxMessage(name, subject.encode(), body, EVENT_HEADERS))
                 return
