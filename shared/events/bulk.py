@@ -172,7 +172,10 @@ def build(schema: CoreSchema) -> SchemaValidator:
         return SchemaValidator(schema)
     finally:
         for cls, value in zip(models, before, strict=True):
-            type.__setattr__(cls, "__pydantic_complete__", value)
+            if value is None:  # (not a pydantic model's own attribute before)
+                type.__delattr__(cls, "__pydantic_complete__")
+            else:
+                type.__setattr__(cls, "__pydantic_complete__", value)
 
 
 class BulkChecker:
