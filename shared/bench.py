@@ -13,18 +13,23 @@ import asyncio
 import importlib
 import os
 import platform
+import re
+import shutil
 import signal
+import subprocess
 import sys
 import time
 import uuid
 from dataclasses import dataclass
 
 import orjson
+from aiokafka.structs import ConsumerRecord
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.consumer import ConsumerRunner, RunnerConfig
 from shared.db import drop_schema, make_engine
+from shared.gc_tuning import tune_gc
 from shared.kafka import ensure_topics, make_producer
 from shared.probe import create_probe_schema, probe_spec
 from shared.relay import OutboxRelay
@@ -188,6 +193,61 @@ async def run(bootstrap: str, db_url: str, events: int = 200_000, baseline_event
     return [batched, base, relay]
 
 
+# -- instructions per event: a measure this drifting machine cannot blur -----------------------
+
+_BATCH = 5_000
+
+
+async def apply_prebuilt(db_url: str, batches: int, size: int = _BATCH) -> tuple[int, int]:
+    """The probe consumer's batches applied in process on prebuilt records of this benchmark,
+    against the real PostgreSQL in a scratch schema, without Kafka: what the consumer process
+    itself computes per event (parse, inbox, handler, outbound events, statements), nothing
+    else. Returns (events applied, outbox rows)."""
+    uid = uuid.uuid4().hex[:8]
+    topics, schema = TopicNames(f"inproc{uid}"), f"inproc_{uid}"
+    engine = make_engine(db_url, schema, pool_size=1)
+    try:
+        await create_probe_schema(engine, schema)
+        runner = ConsumerRunner(probe_spec(), engine, RunnerConfig(
+            bootstrap="127.0.0.1:9", group_id=f"inproc-{uid}", schema=schema, topics=topics))
+        tune_gc()
+        events = _events(size * batches, loans=max(1, size * batches // 4))
+        records = [ConsumerRecord(topics.loan_events, n % 6, n, 0, 0, key, value, None,
+                                  len(key), len(value), [])
+                   for n, (key, value) in enumerate(events)]
+        for n in range(batches):
+            await runner._apply_batch(records[n * size:(n + 1) * size])
+        await runner._close_connection()
+        async with engine.connect() as conn:
+            outbox = (await conn.execute(text("SELECT count(*) FROM outbox"))).scalar_one()
+        return runner.applied, outbox
+    finally:
+        await drop_schema(engine, schema)
+        await engine.dispose()
+
+
+def instructions_per_event(batches: int = 3) -> int:
+    """Machine instructions the consumer process executes per event: ``apply_prebuilt`` run
+    under valgrind's callgrind with one batch and with ``batches``, the difference divided by
+    the extra events (start-up and the first batch's warm-up cancel out). Deterministic to
+    about 0.5 %, where wall-clock rates on this virtual machine drift by up to 2x."""
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        raise RuntimeError("valgrind is not installed (apt-get install valgrind)")
+
+    def collected(n: int) -> int:
+        out = subprocess.run(  # noqa: S603 - our own interpreter and module, fixed arguments
+            [valgrind, "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
+             "-m", "shared.bench", "inproc", str(n)],
+            capture_output=True, text=True, check=True)
+        found = re.search(r"Collected : (\d+)", out.stderr)
+        if found is None:
+            raise RuntimeError(f"no callgrind total in: {out.stderr[-500:]}")
+        return int(found.group(1))
+
+    return (collected(batches) - collected(1)) // ((batches - 1) * _BATCH)
+
+
 def report(results: list[Result]) -> str:
     batched, base = results[0], results[1]
     lines = [f"Machine: {os.cpu_count()} cores, {platform.platform()}, "
@@ -200,3 +260,7 @@ def report(results: list[Result]) -> str:
 
 if __name__ == "__main__" and sys.argv[1:2] == ["worker"]:
     asyncio.run(_worker(*sys.argv[2:8]))
+if __name__ == "__main__" and sys.argv[1:2] == ["inproc"]:
+    from shared.settings import ServiceSettings
+
+    asyncio.run(apply_prebuilt(ServiceSettings().database_url, int(sys.argv[2])))

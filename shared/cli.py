@@ -73,9 +73,11 @@ def check() -> None:
 
 @app.command()
 def bench(
-    suite: str = typer.Argument("runner", help="which benchmark: runner | stack | chaos"),
+    suite: str = typer.Argument("runner", help="which benchmark: runner | stack | chaos | "
+                                "instructions"),
     events: int | None = typer.Option(None, help="runner: events for the batched run "
-                                      "(200,000); chaos: events of the book (100,000)"),
+                                      "(200,000); chaos: events of the book (100,000); "
+                                      "instructions: batches of 5,000 (3)"),
     baseline_events: int = typer.Option(5_000, help="runner: events for the baseline"),
     rate: int = typer.Option(1_000, help="stack: events per second offered to ingest"),
     seconds: int = typer.Option(15, help="stack: how long the load lasts"),
@@ -95,6 +97,8 @@ def bench(
     published decision at ``--rate`` events/s, and each service's peak RSS.
     ``chaos``: a stack of its own under SIGKILLs (``shared/ops/chaos.py``); exit 1 if a check
     fails.
+    ``instructions``: the runner's probe consumer, machine instructions per event (valgrind's
+    callgrind, in process, real PostgreSQL, no Kafka): the deterministic measure of a change.
     """
     from shared import bench as runner_bench
 
@@ -118,6 +122,10 @@ def bench(
 
         if not bench_chaos(s, events or 100_000, events_per_loan, kills, seed, api_key):
             raise typer.Exit(1)
+        return
+    if suite == "instructions":
+        per_event = runner_bench.instructions_per_event(max(2, events or 3))
+        print(f"probe consumer, instructions per event (callgrind): {per_event:,}")
         return
     if suite != "runner":
         raise typer.BadParameter(f"unknown benchmark {suite!r}")

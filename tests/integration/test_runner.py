@@ -526,3 +526,11 @@ async def test_records_in_hand_when_a_top_up_meets_a_rebalance_are_not_applied(
             await joiner.stop()
     assert revocations[0] > 0
     assert stale == []
+
+
+async def test_the_in_process_benchmark_applies_every_prebuilt_event_once():
+    # `qingshou bench instructions` runs this under callgrind: it must apply what it builds
+    from shared.bench import apply_prebuilt
+    from tests.conftest import DB_URL
+
+    assert await apply_prebuilt(DB_URL, batches=2, size=150) == (300, 300)
