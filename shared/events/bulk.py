@@ -192,10 +192,9 @@ class BulkChecker:
         if not specs:
             raise ValueError("no event type to check")
         self._validator = envelopes(specs, _native)
-        # the subject rule (registry.EventSpec.expected_subject) on the decoded dicts: after
-        # validation a subject field holds exactly the string the model holds
-        self._subject: dict[str, tuple[str | None, str | None]] = {
-            spec.type: (spec.subject_field, spec.subject_value) for spec in specs}
+        # the subject rule on the decoded dicts: after validation a subject field holds
+        # exactly the string the model holds
+        self._specs = {spec.type: spec for spec in specs}
 
     def valid(self, items: Sequence[Any]) -> list[bool]:
         """Per item, True when ``parse_event`` accepts it (with ``item["subject"]`` as key)."""
@@ -206,7 +205,7 @@ class BulkChecker:
             bad = {err["loc"][0] for err in exc.errors(include_url=False, include_context=False,
                                                        include_input=False)}
             ok = [n not in bad for n in range(len(items))]
-        rules = self._subject
+        specs = self._specs
         for n, item in enumerate(items):
             if ok[n]:
                 # pydantic-core reads a str subclass or a Mapping by its contents, parse_event
@@ -220,10 +219,5 @@ class BulkChecker:
                         or type(item["time"]) is not str or type(data) is not dict):
                     ok[n] = False
                     continue
-                field, value = rules[event_type]
-                if value is not None:
-                    ok[n] = subject == value
-                elif field is not None:
-                    expected = data.get(field)  # absent when optional: not vouched
-                    ok[n] = type(expected) is str and subject == expected
+                ok[n] = specs[event_type].subject_fits(subject, data)
         return ok

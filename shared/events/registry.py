@@ -69,6 +69,17 @@ class EventSpec:
             return None if value is None else str(value)
         return None
 
+    def subject_fits(self, subject: str, data: dict[str, Any]) -> bool:
+        """The subject rule on plain data (decoded JSON, or a handler's dict) already checked
+        natively: a subject field must hold exactly the subject as a ``str`` (an absent or
+        odd one is not taken as fitting; the model then judges)."""
+        if self.subject_value is not None:
+            return subject == self.subject_value
+        if self.subject_field is not None:
+            expected = data.get(self.subject_field)
+            return type(expected) is str and subject == expected
+        return True
+
 
 class Registry:
     """Event specs keyed by (type, version), with the upcaster chain between versions."""
