@@ -29,6 +29,7 @@ from typing import Any, Final, NamedTuple
 import orjson
 from pydantic import ValidationError
 from pydantic_core import SchemaValidator
+from pydantic_core import core_schema as cs
 
 from shared import money
 from shared.events import fields
@@ -55,10 +56,13 @@ def _all_required(schema: Any) -> Any:
     return schema
 
 
-def _envelope(spec: EventSpec) -> SchemaValidator:
-    """The stricter envelope of shared.events.bulk, with every data field required."""
-    data = _all_required(native_schema(spec.model.__pydantic_core_schema__))
-    return build(envelope_schema(spec.type, data))
+def _data_validator(spec: EventSpec) -> SchemaValidator:
+    """The type's data, natively checked (shared.events.bulk), with every field required."""
+    return build(_all_required(native_schema(spec.model.__pydantic_core_schema__)))
+
+
+# the attributes alone, any data: a source is checked once (OutboundJson._source_fits)
+_ATTRIBUTES: Final = build(envelope_schema("any", cs.any_schema()))
 
 
 # What a handler may hand over for a field of each wire validator: the JSON of anything else
@@ -127,7 +131,7 @@ class _Outbound(NamedTuple):
         if None in types.values() or set(types) != set(model_fields):
             return None
         defaults = {name: f.default for name, f in model_fields.items() if not f.is_required()}
-        return cls(spec, _envelope(spec), defaults, types)  # type: ignore[arg-type]
+        return cls(spec, _data_validator(spec), defaults, types)  # type: ignore[arg-type]
 
 
 class OutboundJson:
@@ -137,12 +141,19 @@ class OutboundJson:
     present (a field the data leaves out gets the model's default first, as the model would
     write it), no coercion (strict JSON types: ``1.0`` is not a count). The time is always this
     process's own aware UTC clock.
+
+    What is checked per event is what the handler hands over: the data (one strict
+    ``validate_json`` of its JSON against the type's model, natively) and the subject. The
+    other attributes are this class's own: a new id, the time, the type it looked up, and the
+    source, which is the consumer's configuration and is checked the first time it is seen.
+    Checking the whole envelope per event (its patterns) had cost as much as the data.
     """
 
     def __init__(self, registry: Registry = DEFAULT) -> None:
         # every type at once (tens of milliseconds, on the first emit: shared.context)
         self._validators = {name: _Outbound.of(registry.get(name))
                             for name in registry.type_names()}
+        self._sources: dict[str, bool] = {}
         self._millisecond = -1
         self._time = ""
 
@@ -156,13 +167,30 @@ class OutboundJson:
                 timespec="milliseconds")
         return self._time
 
+    def _source_fits(self, source: str) -> bool:
+        """Whether the envelope takes ``source`` (checked once per distinct source)."""
+        fits = self._sources.get(source)
+        if fits is None:
+            probe = {"specversion": "1.0", "id": "probe", "source": source, "type": "any",
+                     "time": "2026-01-01T00:00:00Z", "subject": "probe", "data": None}
+            try:
+                _ATTRIBUTES.validate_python(probe, strict=True)
+                fits = True
+            except ValidationError:
+                fits = False
+            if len(self._sources) < 64:  # a process has one or two
+                self._sources[source] = fits
+        return fits
+
     def dumps(self, event_type: str, source: str, subject: str, data: Any) -> bytes | None:
         """The event, with a new id and the time now (to the millisecond), as structured-mode
         JSON (what ``new_event(...).to_json()`` writes, but for the order of the data's keys),
         or None when not vouched for here: the caller builds it with ``new_event``, which
         judges it."""
         found = self._validators.get(event_type)
-        if found is None or type(data) is not dict or type(subject) is not str:
+        if (found is None or type(data) is not dict or type(subject) is not str
+                or not _printable_ascii(subject) or type(source) is not str
+                or not self._source_fits(source)):
             return None
         spec, validator, defaults, types = found
         for name, value in data.items():
@@ -174,18 +202,22 @@ class OutboundJson:
         if not spec.subject_fits(subject, data):
             return None
         try:
-            body = orjson.dumps({
-                "specversion": "1.0", "id": new_event_id(), "source": source,
-                "type": event_type, "time": self._now(), "subject": subject,
-                "datacontenttype": "application/json", "data": data}, default=_json_default)
+            written = orjson.dumps(data, default=_json_default)
         except TypeError:
             return None
         try:
-            validator.validate_json(body, strict=True)
+            validator.validate_json(written, strict=True)
         except Exception:  # a validation error, or a model's own code failing: new_event judges
             return None
-        return body
+        attributes = orjson.dumps({
+            "specversion": "1.0", "id": new_event_id(), "source": source, "type": event_type,
+            "time": self._now(), "subject": subject, "datacontenttype": "application/json"})
+        return b"".join((attributes[:-1], b',"data":', written, b"}"))
 
+
+def _printable_ascii(text: str) -> bool:
+    """What the envelope's text attributes take: 1 to 256 printable ASCII characters."""
+    return 0 < len(text) <= 256 and text.isascii() and text.isprintable()
 
 
 class BulkParser:

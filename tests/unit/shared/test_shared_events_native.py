@@ -200,7 +200,8 @@ def _outbound(draw: st.DrawFn) -> tuple[str, Any, Any]:
     for _ in range(draw(st.integers(0, 3))):
         what = draw(st.sampled_from(["field", "drop", "extra", "subject"]))
         if what == "subject":
-            subject = draw(st.sampled_from(["", "other", "x y", "é", 1, None, subject]))
+            subject = draw(st.sampled_from(["", "other", "x y", "é", "x\x00", "x\x7f", "x" * 256,
+                                              "x" * 257, 1, None, subject]))
             continue
         key = draw(st.sampled_from([*data, "unknown_field"]))
         if what == "drop":
@@ -243,6 +244,22 @@ def test_what_is_not_a_plain_dict_or_of_an_unknown_type_is_left_to_new_event() -
     assert OUT.dumps(event_type, SOURCE, sample["subject"], model) is None
     assert OUT.dumps("no.such.type", SOURCE, sample["subject"], sample["data"]) is None
     assert OUT.dumps(event_type, "urn:with space", sample["subject"], sample["data"]) is None
+    assert OUT.dumps(event_type, "", sample["subject"], sample["data"]) is None
+    assert OUT.dumps(event_type, SOURCE, "x\tab", sample["data"]) is None
+
+
+def test_the_subject_is_checked_as_the_envelope_checks_it() -> None:
+    # the attributes are not checked per event: the subject, the one a handler gives, is
+    # checked in Python by the envelope's own rule
+    event_type = next(t for t in OUTBOUND if registry.DEFAULT.get(t).subject_field)
+    field = registry.DEFAULT.get(event_type).subject_field
+    for subject in ("x", "x y", "~" * 256, "x" * 257, "", " ", "é", "x\x00", "x\x7f", "x\n"):
+        data = {**_python_data(event_type), field: subject}
+        body, slow = OUT.dumps(event_type, SOURCE, subject, data), _slow(event_type, subject, data)
+        if body is not None:  # stricter than new_event (printable ASCII), never looser
+            assert _without_id_and_time(body) == slow, subject
+        elif subject in ("x", "x y", "~" * 256):
+            assert slow is None, subject
 
 
 def test_a_model_that_fails_oddly_leaves_the_whole_batch_to_parse_event(monkeypatch) -> None:
