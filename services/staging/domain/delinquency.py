@@ -8,8 +8,10 @@ Decisions (where PRODUCT.md 4.1 is silent):
   1. ``bankruptcy``/``deceased``/``fraud`` in force -> ``special``; once they are all cleared the
      stage is selected by the rules below as if the special period had not happened: from a
      sticky stage held before ``special`` (rule 3), kept or raised while arrears > 0, released
-     by arrears of exactly 0 (paid while special or not); a non-sticky stage held before
-     ``special`` is not remembered, the stage is then recomputed from DPD;
+     by arrears of exactly 0 (paid while special or not), and capped by a dispute in force
+     (rule 4) at the stage held before ``special``; a non-sticky stage held before ``special``
+     is remembered only while a dispute is in force (whose cap needs it), otherwise the stage
+     is then recomputed from DPD;
   2. otherwise the stage whose DPD range holds DPD;
   3. a sticky previous stage is kept, or raised, while arrears > 0: only arrears of exactly 0
      (not merely under tolerance) release it, and the loan then goes back by DPD, i.e. current;
@@ -24,7 +26,8 @@ Decisions (where PRODUCT.md 4.1 is silent):
   say), the floor may restore a stage a full replay would not; ledger, DPD and promises are
   always exact.
 - The memory of rule 1 (``LoanState.stage_before_special``, see :func:`stage_before_special`)
-  is the sticky stage the loan would hold had the special flags never been raised. It is
+  is the stage the loan would hold had the special flags never been raised, kept when the
+  rules after ``special`` need it: a sticky stage, or any stage under dispute. It is
   re-evaluated, like the stage, at every evaluation while ``special`` (rule 3 on the loan's DPD
   and arrears then, a reversal's ``floor`` included), so DPD crossing into ``write_off`` while
   ``special`` raises it and arrears of exactly 0 drop it. No aging date is indexed while
@@ -113,22 +116,26 @@ def _sticky(policy: Policy, stage: str | None) -> bool:
 def stage_before_special(previous: str | None, remembered: str | None, dpd: int,
                          arrears: Decimal, flags: Flags, policy: Policy, *,
                          floor: str | None = None) -> str | None:
-    """The memory of rule 1 after an evaluation: the sticky stage the loan would hold had its
-    special flags never been raised, None when there is none or no special flag is in force.
+    """The memory of rule 1 after an evaluation: the stage the loan would hold had its special
+    flags never been raised, when the rules need it once they are cleared (a sticky stage, or
+    any stage while a dispute is in force: rule 4 caps at it); None otherwise, and whenever no
+    special flag is in force.
 
     ``previous`` is the stage before the evaluation and ``remembered`` the memory it left;
-    a loan entering ``special`` remembers ``previous`` if sticky. Only a sticky stage (or a
-    reversal's ``floor``) starts a memory: from a non-sticky one, clearing recomputes from DPD.
+    a loan entering ``special`` remembers ``previous`` if sticky or disputed. Without a
+    dispute, only a sticky stage (or a reversal's ``floor``) starts a memory: from a
+    non-sticky one, clearing recomputes from DPD.
     """
     if not flags.special:
         return None
     held = remembered if previous == SPECIAL else previous
-    if floor is None and not _sticky(policy, held):
+    disputed = flags.has(DISPUTE)
+    if floor is None and not disputed and not _sticky(policy, held):
         return None
     ordinary = Flags({k: f for k, f in flags.active.items() if k not in SPECIAL_FLAGS},
                      flags.pauses)
     stage = select_stage(held, dpd, arrears, ordinary, policy, floor=floor)
-    return stage if _sticky(policy, stage) else None
+    return stage if disputed or _sticky(policy, stage) else None
 
 
 def _next_aging_date(state: LoanState, policy: Policy) -> date | None:

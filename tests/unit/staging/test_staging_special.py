@@ -205,3 +205,37 @@ def test_aging_while_special_keeps_the_memory_that_every_day_aging_gives():
         daily = age(daily, day(n)).state
     at_once = age(s, day(199)).state
     assert daily.stage_before_special == at_once.stage_before_special == "write_off"
+
+
+def test_a_dispute_keeps_capping_the_stage_held_before_special_once_special_is_cleared():
+    # Staged as if the special period had not happened: early under dispute stays early
+    # (rule 4), however far DPD went meanwhile.
+    s = missed(new_loan(), 1, day(0), "500", on=day(10)).state
+    s = flag(s, "dispute").state
+    assert s.stage == "early"
+    s = flag(s, "bankruptcy", on=day(20)).state
+    assert (s.stage, s.stage_before_special) == ("special", "early")
+    s = unflag(s, "bankruptcy", on=day(80)).state
+    assert (s.stage, s.dpd, s.stage_before_special) == ("early", 80, None)
+    # the dispute cleared: DPD decides again
+    assert unflag(s, "dispute", on=day(81)).state.stage == "intensive"
+
+
+def test_a_dispute_raised_while_special_caps_at_the_stage_dpd_gave_then():
+    s = missed(new_loan(), 1, day(0), "500", on=day(10)).state
+    s = flag(s, "fraud", on=day(10)).state
+    assert s.stage_before_special is None  # early, not sticky, no dispute
+    s = flag(s, "dispute", on=day(40)).state
+    assert s.stage_before_special == "negotiation"  # DPD 40 without the special period
+    s = unflag(s, "fraud", on=day(90)).state
+    assert (s.stage, s.dpd) == ("negotiation", 90)
+
+
+def test_a_dispute_cleared_while_special_forgets_a_non_sticky_stage():
+    s = missed(new_loan(), 1, day(0), "500", on=day(10)).state
+    s = flag(s, "dispute").state
+    s = flag(s, "deceased", on=day(20)).state
+    assert s.stage_before_special == "early"
+    s = unflag(s, "dispute", on=day(30)).state
+    assert s.stage_before_special is None
+    assert unflag(s, "deceased", on=day(70)).state.stage == "intensive"
