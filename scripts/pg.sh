@@ -117,7 +117,11 @@ psql_cmd() {
 
 ensure_db() {
     if [[ "$(psql_cmd -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = '$DB'")" != 1 ]]; then
-        psql_cmd -d postgres -c "CREATE DATABASE $DB"
+        # Byte-order collation: PostgreSQL compares C-collated text with memcmp and abbreviated
+        # keys, where any other locale (C.UTF-8 included, same order) goes through strcoll;
+        # the inbox's and the services' text keys cost ~7% less statement time. The order is
+        # that of C.UTF-8 (code points); character classes stay UTF-8 aware (LC_CTYPE).
+        psql_cmd -d postgres -c "CREATE DATABASE $DB TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C.UTF-8'"
         log "created database $DB"
     fi
 }
