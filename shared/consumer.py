@@ -7,7 +7,8 @@ runner does the rest:
    pydantic-core call (:class:`shared.events.native.BulkParser`), the rest, and all poison,
    by :func:`shared.events.parse_event`, which names what is wrong; of a type the service does
    not handle, only the envelope is checked. A batch with nothing to apply or dead-letter
-   opens no transaction.
+   opens no transaction. The next batch is read and parsed while this one's statements run
+   (never applied before this one has committed).
 2. Open one transaction. Claim the batch's ``(source, id)`` pairs in the inbox: duplicates and
    already-applied events drop out. Run each remaining event's handler in order.
 3. A poison message (bad JSON, not a CloudEvent, unknown type, schema error, a handler's
@@ -139,6 +140,16 @@ class _Item:
     detail: str = ""
 
 
+@dataclass(slots=True)
+class _Fetched:
+    """A batch read from Kafka and parsed, with the revocation count when it was read."""
+
+    batches: dict[TopicPartition, list[ConsumerRecord]]
+    records: list[ConsumerRecord]
+    items: list[_Item] | None  # None: to be parsed where it is applied
+    revocations: int
+
+
 class _Redo(Exception):
     """A message was found to be poison: apply the batch again without it."""
 
@@ -152,6 +163,9 @@ _NOT_JSON: Final = object()
 
 # ``getmany`` back sooner than this found its records already buffered
 _BUFFERED_S = 0.002
+
+# records parsed between two looks at the batch being applied (about 10 ms of work)
+_PARSE_CHUNK = 500
 
 
 def hold_prefetch(consumer: AIOKafkaConsumer, seconds: float) -> bool:
@@ -223,6 +237,7 @@ class ConsumerRunner:
         self._wrote = False  # whether the batch being applied opened a transaction
         self._conn: AsyncConnection | None = None  # kept between batches (_transaction)
         self._revocation = _Revocation(self._lock, self._pending)
+        self._fetch_backoff = Backoff()
 
     @property
     def consumer(self) -> AIOKafkaConsumer | None:
@@ -252,90 +267,157 @@ class ConsumerRunner:
         self._stopping.set()
 
     async def run(self) -> None:
-        """Consume until :meth:`stop`; never ends on a bad message or a transient error."""
+        """Consume until :meth:`stop`; never ends on a bad message or a transient error.
+
+        Fetching and parsing run one batch ahead (:meth:`_fetch`, in a task): the next batch
+        is read and parsed while this one's statements are in PostgreSQL, where the consumer
+        would otherwise wait. Only the reading overlaps: a batch is applied, and its offsets
+        committed, after the one before it has committed.
+        """
         if self._consumer is None:
             await self.start()
         consumer = self._consumer
         assert consumer is not None
-        backoff = Backoff()
+        ahead: asyncio.Task[_Fetched | None] | None = None
         try:
             while not self._stopping.is_set():
-                asked = time.monotonic()
-                try:
-                    batches = await consumer.getmany(
-                        timeout_ms=self.config.poll_timeout_ms,
-                        max_records=self.config.max_records)
-                except KafkaError as exc:
-                    log.warning("fetch failed", extra={"error": repr(exc)})
-                    await self._pause(backoff.next_delay())
-                    continue
-                backoff.reset()
-                if not batches:
+                fetched = await (ahead if ahead is not None else self._fetch(consumer))
+                ahead = None
+                if fetched is None:
                     if self._pending and self._commit_due():
                         async with self._lock:
                             await self._commit_pending()
                     continue
-                if time.monotonic() - asked < _BUFFERED_S:
-                    await self._top_up(consumer, batches)
-                    if not batches:
-                        continue
+                # what came while it waited for the batch before: taken now, not a batch
+                # later (a batch holds what was there when the one before it committed)
+                await self._take_buffered(consumer, fetched)
+                if not self._stopping.is_set():
+                    ahead = asyncio.create_task(self._fetch(consumer))
                 async with self._lock:
+                    if fetched.revocations != self._revocation.count:
+                        # read before a rebalance: the partitions are read again from their
+                        # committed offsets by whoever owns them now
+                        self._log_dropped(fetched.records)
+                        continue
                     started = time.perf_counter()
-                    records = [r for recs in batches.values() for r in recs]
                     self._wrote = False
-                    if not await self._apply_until_done(records):
+                    if not await self._apply_until_done(fetched.records, fetched.items):
                         break
-                    for tp, recs in batches.items():
+                    for tp, recs in fetched.batches.items():
                         if recs:
                             self._pending[tp] = recs[-1].offset + 1
                     if self._wrote or self._commit_due():
                         await self._commit_pending()
                     BATCH_SECONDS.labels(self.spec.name).observe(time.perf_counter() - started)
-                    BATCH_SIZE.labels(self.spec.name).observe(len(records))
-                    self._update_lag(batches)
+                    BATCH_SIZE.labels(self.spec.name).observe(len(fetched.records))
+                    self._update_lag(fetched.batches)
         finally:
+            if ahead is not None:
+                ahead.cancel()
+                with contextlib.suppress(BaseException):
+                    await ahead
             await self._close_connection()
             with contextlib.suppress(Exception):
                 await self._commit_pending()
             with contextlib.suppress(Exception):
                 await consumer.stop()
 
+    async def _fetch(self, consumer: AIOKafkaConsumer, timeout_ms: int | None = None,
+                     max_records: int | None = None) -> _Fetched | None:
+        """The next batch, read and parsed; None if nothing came within the poll timeout (or
+        the fetch failed, after a pause). Records that were buffered already get a top-up
+        (:meth:`_top_up`); ``timeout_ms=0`` reads only those and their top-up."""
+        asked = time.monotonic()
+        wait = self.config.poll_timeout_ms if timeout_ms is None else timeout_ms
+        try:
+            batches = await consumer.getmany(
+                timeout_ms=wait, max_records=max_records or self.config.max_records)
+        except KafkaError as exc:
+            log.warning("fetch failed", extra={"error": repr(exc)})
+            await self._pause(self._fetch_backoff.next_delay())
+            return None
+        self._fetch_backoff.reset()
+        # the records were read under the assignment of now (aiokafka hands out none while a
+        # rebalance is pending); one revoked later is read again from its committed offset,
+        # so these must then not be applied
+        revocations = self._revocation.count
+        if batches and time.monotonic() - asked < _BUFFERED_S:
+            await self._top_up(consumer, batches, revocations)
+        if not batches:
+            return None
+        records = [r for recs in batches.values() for r in recs]
+        parsed: list[_Item] = []
+        try:
+            for n in range(0, len(records), _PARSE_CHUNK):
+                if n:
+                    await asyncio.sleep(0)  # let the batch being applied take its replies
+                parsed += self._parse_all(records[n:n + _PARSE_CHUNK])
+        except Exception:  # never expected: the batch is parsed again where failures retry
+            log.exception("batch parse failed", extra={"consumer": self.spec.name})
+            return _Fetched(batches, records, None, revocations)
+        return _Fetched(batches, records, parsed, revocations)
+
+    async def _take_buffered(self, consumer: AIOKafkaConsumer, fetched: _Fetched) -> None:
+        """Add to ``fetched`` the records buffered since it was read, if any and if room."""
+        room = self.config.max_records - len(fetched.records)
+        more = await self._fetch(consumer, 0, room) if room > 0 else None
+        if more is None:
+            return
+        if more.revocations != fetched.revocations:
+            # a rebalance between the two reads: the first is read again, from its committed
+            # offset, by whoever owns its partitions now
+            self._log_dropped(fetched.records)
+            fetched.batches, fetched.records = more.batches, more.records
+            fetched.items, fetched.revocations = more.items, more.revocations
+            return
+        for tp, records in more.batches.items():
+            fetched.batches.setdefault(tp, []).extend(records)
+        fetched.records += more.records
+        if fetched.items is not None and more.items is not None:
+            fetched.items += more.items
+        else:
+            fetched.items = None
+
+    def _log_dropped(self, records: list[ConsumerRecord]) -> None:
+        log.info("partitions revoked since these records were read; records dropped",
+                 extra={"consumer": self.spec.name, "records": len(records)})
+
     async def _top_up(self, consumer: AIOKafkaConsumer,
-                      batches: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+                      batches: dict[TopicPartition, list[ConsumerRecord]],
+                      revocations: int) -> None:
         """Add to a batch of buffered (older) records what a fresh fetch brings within
         ``top_up_ms`` (see :class:`RunnerConfig`).
 
-        The fetch runs before the batch takes the lock that revocation waits for: if a
-        rebalance revoked the partitions meanwhile, the records in hand are no longer this
-        member's to apply (their partitions may be another's; if they are this member's again,
-        it reads them from its committed offset) and are dropped. What the fetch returns then
-        was read under the new assignment (aiokafka hands out nothing while one is pending).
+        If a rebalance revoked the partitions meanwhile (``revocations`` is the count when
+        the batch was read), the records in hand are no longer this member's to apply (their
+        partitions may be another's; if they are this member's again, it reads them from its
+        committed offset) and are dropped. What the fetch returns then was read under the new
+        assignment (aiokafka hands out nothing while one is pending).
         """
         room = self.config.max_records - sum(len(r) for r in batches.values())
         if room <= 0 or self.config.top_up_ms <= 0:
             return
-        revocations = self._revocation.count
         try:
             more = await consumer.getmany(timeout_ms=self.config.top_up_ms, max_records=room)
         except KafkaError as exc:  # the records in hand go on (aiokafka drops the error)
             log.warning("fetch failed", extra={"error": repr(exc)})
             more = {}
         if self._revocation.count != revocations:
-            log.info("partitions revoked during a top-up fetch; records in hand dropped",
-                     extra={"consumer": self.spec.name,
-                            "records": sum(len(r) for r in batches.values())})
+            self._log_dropped([r for recs in batches.values() for r in recs])
             batches.clear()
         for tp, records in more.items():
             batches.setdefault(tp, []).extend(records)
 
     # -- one batch -------------------------------------------------------------------------
 
-    async def _apply_until_done(self, records: list[ConsumerRecord]) -> bool:
-        """Apply a batch, retrying what cannot be blamed on a message; False if stopped."""
+    async def _apply_until_done(self, records: list[ConsumerRecord],
+                                items: list[_Item] | None = None) -> bool:
+        """Apply a batch, retrying what cannot be blamed on a message; False if stopped.
+        ``items``: the records already parsed (a retry parses them afresh)."""
         backoff = Backoff(first=0.5, ceiling=30.0)
         while True:
             try:
-                await self._apply_batch(records)
+                await self._apply_batch(records, items)
                 return True
             except _Stopped:
                 return False
@@ -343,12 +425,15 @@ class ConsumerRunner:
                 # not a message's fault (a broken hook, a schema missing): keep the position,
                 # keep trying, never end the loop over it
                 log.exception("batch failed; will retry", extra={"consumer": self.spec.name})
+                items = None
                 await self._pause(backoff.next_delay())
                 if self._stopping.is_set():
                     return False
 
-    async def _apply_batch(self, records: list[ConsumerRecord]) -> None:
-        items = self._parse_all(records)
+    async def _apply_batch(self, records: list[ConsumerRecord],
+                           items: list[_Item] | None = None) -> None:
+        if items is None:
+            items = self._parse_all(records)
         try:
             await self._apply_with_retry(items)
         except _Unattributable:
