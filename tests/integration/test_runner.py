@@ -227,6 +227,51 @@ async def test_two_runners_in_one_group_apply_each_event_once(
     assert runners[0].applied + runners[1].applied == total
 
 
+async def test_a_member_joining_while_a_batch_is_read_ahead_loses_and_repeats_nothing(
+        engine, schema, topics, producer, uid):
+    """The runner reads the next batch while one is applied: when a rebalance comes between,
+    the batch read ahead is dropped and its records are read again, from their committed
+    offsets, by whoever owns their partitions now."""
+    await create_probe_schema(engine, schema)
+    total = 400
+    for i in range(total):
+        ev = repayment(f"L{i % 20}", "1.00")
+        await producer.send(topics.loan_events, encode(ev), key=ev["subject"].encode())
+    await producer.flush()
+
+    def slow_spec():
+        spec = probe_spec()
+
+        async def before(ctx: BatchContext, events: list[Event]) -> None:
+            await asyncio.sleep(0.2)  # a batch in flight long enough for the next to be read
+
+        spec.before_batch = before
+        return spec
+
+    first = runner_for(slow_spec(), engine, topics, schema, uid, max_records=20)
+    tasks = [asyncio.create_task(first.run())]
+    async def some_applied() -> bool:
+        return first.applied >= 60
+
+    await eventually(some_applied, timeout=60)
+    second = runner_for(slow_spec(), engine, topics, schema, uid, max_records=20)
+    tasks.append(asyncio.create_task(second.run()))
+
+    async def all_applied() -> bool:
+        return sum(n for _, n in (await probe_rows(engine)).values()) >= total
+
+    await eventually(all_applied, timeout=120)
+    await asyncio.sleep(1)
+    for r in (first, second):
+        await r.stop()
+    await asyncio.gather(*tasks)
+    rows = await probe_rows(engine)
+    assert sum(n for _, n in rows.values()) == total
+    assert all(n == total // 20 for _, n in rows.values())
+    assert second.applied > 0  # the rebalance happened while events remained
+    assert first.applied + second.applied == total
+
+
 async def test_copies_of_a_rejected_event_are_dead_lettered_once_and_replayable(
         engine, schema, topics, producer, uid):
     """Two copies of one (source, id) in a batch, the first refused: one dead letter, and a
