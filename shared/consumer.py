@@ -113,7 +113,8 @@ class RunnerConfig:
     parsed while it is applied (:meth:`ConsumerRunner.run`): 6 % more events/s in the runner
     benchmark. Not under it: at 1,000 events/s through the stack, reading ahead split what
     arrived over more, smaller batches and the notifier's p99 latency rose from 241-267 ms to
-    352-466 ms (A/B on the same stack).
+    352-466 ms (A/B on the same stack). A consumer whose ``max_records`` is below it never
+    reads ahead.
 
     ``skipped_commit_interval_s``: the position past a batch that held only types this consumer
     skips is committed with the next batch that writes, or after this long: an offset commit
@@ -325,7 +326,7 @@ class ConsumerRunner:
         finally:
             if ahead is not None:
                 ahead.cancel()
-                with contextlib.suppress(BaseException):
+                with contextlib.suppress(asyncio.CancelledError, Exception):
                     await ahead
             await self._close_connection()
             with contextlib.suppress(Exception):
@@ -353,7 +354,8 @@ class ConsumerRunner:
         # so these must then not be applied
         revocations = self._revocation.count
         if batches and time.monotonic() - asked < _BUFFERED_S:
-            await self._top_up(consumer, batches, revocations)
+            revocations = await self._top_up(consumer, batches, revocations,
+                                             max_records or self.config.max_records)
         if not batches:
             return None
         records = [r for recs in batches.values() for r in recs]
@@ -395,29 +397,35 @@ class ConsumerRunner:
 
     async def _top_up(self, consumer: AIOKafkaConsumer,
                       batches: dict[TopicPartition, list[ConsumerRecord]],
-                      revocations: int) -> None:
+                      revocations: int, max_records: int) -> int:
         """Add to a batch of buffered (older) records what a fresh fetch brings within
-        ``top_up_ms`` (see :class:`RunnerConfig`).
+        ``top_up_ms`` (see :class:`RunnerConfig`); the revocation count the batch now belongs
+        to.
 
         If a rebalance revoked the partitions meanwhile (``revocations`` is the count when
         the batch was read), the records in hand are no longer this member's to apply (their
         partitions may be another's; if they are this member's again, it reads them from its
         committed offset) and are dropped. What the fetch returns then was read under the new
-        assignment (aiokafka hands out nothing while one is pending).
+        assignment (aiokafka hands out nothing while one is pending: a fetch that wakes during
+        a rebalance waits for the new assignment), so the batch is labelled with the count
+        read right after it: labelled with the old one, it would be dropped too, and its
+        records lost (their position is already past them).
         """
-        room = self.config.max_records - sum(len(r) for r in batches.values())
+        room = max_records - sum(len(r) for r in batches.values())
         if room <= 0 or self.config.top_up_ms <= 0:
-            return
+            return revocations
         try:
             more = await consumer.getmany(timeout_ms=self.config.top_up_ms, max_records=room)
         except KafkaError as exc:  # the records in hand go on (aiokafka drops the error)
             log.warning("fetch failed", extra={"error": repr(exc)})
             more = {}
-        if self._revocation.count != revocations:
+        now = self._revocation.count
+        if now != revocations:
             self._log_dropped([r for recs in batches.values() for r in recs])
             batches.clear()
         for tp, records in more.items():
             batches.setdefault(tp, []).extend(records)
+        return now
 
     # -- one batch -------------------------------------------------------------------------
 

@@ -231,7 +231,8 @@ async def test_a_member_joining_while_a_batch_is_read_ahead_loses_and_repeats_no
         engine, schema, topics, producer, uid):
     """The runner reads the next batch while one is applied: when a rebalance comes between,
     the batch read ahead is dropped and its records are read again, from their committed
-    offsets, by whoever owns their partitions now."""
+    offsets, by whoever owns their partitions now. The second member joins while a batch of
+    the first is in flight, after the next one has been read."""
     await create_probe_schema(engine, schema)
     total = 400
     for i in range(total):
@@ -239,36 +240,52 @@ async def test_a_member_joining_while_a_batch_is_read_ahead_loses_and_repeats_no
         await producer.send(topics.loan_events, encode(ev), key=ev["subject"].encode())
     await producer.flush()
 
-    def slow_spec():
-        spec = probe_spec()
+    def config() -> RunnerConfig:
+        return RunnerConfig(bootstrap=KAFKA, group_id=f"g-{uid}", schema=schema, topics=topics,
+                            source="urn:qingshou:test", max_records=20, poll_timeout_ms=100,
+                            read_ahead_from=1)
 
-        async def before(ctx: BatchContext, events: list[Event]) -> None:
-            await asyncio.sleep(0.2)  # a batch in flight long enough for the next to be read
+    second = ConsumerRunner(probe_spec(), engine, config())
+    tasks: list[asyncio.Task] = []
+    spec = probe_spec()
 
-        spec.before_batch = before
-        return spec
+    async def before(ctx: BatchContext, events: list[Event]) -> None:
+        if first.applied >= 60 and not tasks[1:]:
+            # the batch read ahead is in hand (a backlog is buffered): a member joins now
+            revoked = first._revocation.count
+            tasks.append(asyncio.create_task(second.run()))
+            for _ in range(300):  # the revocation counts before it waits for this batch
+                if first._revocation.count > revoked:
+                    break
+                await asyncio.sleep(0.1)
 
-    first = runner_for(slow_spec(), engine, topics, schema, uid, max_records=20)
-    tasks = [asyncio.create_task(first.run())]
-    async def some_applied() -> bool:
-        return first.applied >= 60
+    spec.before_batch = before
+    first = ConsumerRunner(spec, engine, config())
+    dropped: list[int] = []
+    real_log = first._log_dropped
 
-    await eventually(some_applied, timeout=60)
-    second = runner_for(slow_spec(), engine, topics, schema, uid, max_records=20)
-    tasks.append(asyncio.create_task(second.run()))
+    def log_dropped(records):
+        dropped.append(len(records))
+        real_log(records)
+
+    first._log_dropped = log_dropped  # type: ignore[method-assign]
+    tasks.append(asyncio.create_task(first.run()))
 
     async def all_applied() -> bool:
         return sum(n for _, n in (await probe_rows(engine)).values()) >= total
 
-    await eventually(all_applied, timeout=120)
-    await asyncio.sleep(1)
-    for r in (first, second):
-        await r.stop()
-    await asyncio.gather(*tasks)
+    try:
+        await eventually(all_applied, timeout=120)
+        await asyncio.sleep(1)
+    finally:
+        for r in (first, second):
+            await r.stop()
+        await asyncio.gather(*tasks)
     rows = await probe_rows(engine)
     assert sum(n for _, n in rows.values()) == total
     assert all(n == total // 20 for _, n in rows.values())
-    assert second.applied > 0  # the rebalance happened while events remained
+    assert dropped and sum(dropped) > 0  # the batch read ahead was dropped, not applied
+    assert second.applied > 0
     assert first.applied + second.applied == total
 
 
@@ -496,6 +513,26 @@ async def _assigned(runner: ConsumerRunner) -> bool:
     return runner.consumer is not None and bool(runner.consumer.assignment())
 
 
+async def _unapplied_below_committed(engine, uid: str,
+                                     partitions: set[TopicPartition]) -> list[tuple[int, int]]:
+    """Positions under the group's committed offsets that no inbox row records as applied."""
+    async with engine.connect() as conn:
+        applied = {(r[0], r[1]) for r in await conn.execute(text(
+            "SELECT kafka_partition, kafka_offset FROM inbox WHERE status = 'applied'"))}
+    check = AIOKafkaConsumer(bootstrap_servers=KAFKA, group_id=f"g-{uid}",
+                             enable_auto_commit=False)
+    await check.start()
+    try:
+        missing = []
+        for tp in partitions:
+            committed = await check.committed(tp) or 0
+            missing += [(tp.partition, o) for o in range(committed)
+                        if (tp.partition, o) not in applied]
+        return missing
+    finally:
+        await check.stop()
+
+
 async def test_records_in_hand_when_a_top_up_meets_a_rebalance_are_not_applied(
         engine, schema, topics, producer, uid, monkeypatch):
     """The revocation waits for the batch in flight, but a batch's top-up fetch runs before
@@ -522,7 +559,10 @@ async def test_records_in_hand_when_a_top_up_meets_a_rebalance_are_not_applied(
     runner = ConsumerRunner(spec, engine, RunnerConfig(
         bootstrap=KAFKA, group_id=f"g-{uid}", schema=schema, topics=topics,
         source="urn:qingshou:test", top_up_ms=15_000))
-    await producer.send_and_wait(topics.loan_events, encode(repayment("L1", "1.00")), key=b"L1")
+    for i in range(30):
+        await producer.send(topics.loan_events, encode(repayment(f"L{i}", "1.00")),
+                            key=f"L{i}".encode())
+    await producer.flush()
     await runner.start()
     consumer = runner.consumer
     assert consumer is not None
@@ -564,6 +604,13 @@ async def test_records_in_hand_when_a_top_up_meets_a_rebalance_are_not_applied(
 
         await eventually(rebalanced)
         await asyncio.sleep(3.0)  # the batch after the top-up is applied (or not) by now
+        # more records: the runner moves on and commits past whatever it dropped
+        for i in range(30, 90):
+            await producer.send(topics.loan_events, encode(repayment(f"L{i}", "1.00")),
+                                key=f"L{i}".encode())
+        await producer.flush()
+        await asyncio.sleep(4.0)
+        mine = set(consumer.assignment())
     finally:
         await runner.stop()
         await task
@@ -571,6 +618,10 @@ async def test_records_in_hand_when_a_top_up_meets_a_rebalance_are_not_applied(
             await joiner.stop()
     assert revocations[0] > 0
     assert stale == []
+    # what was fetched under the new assignment is applied, not dropped with the records in
+    # hand: every position below the committed offset of the runner's partitions was applied
+    assert mine
+    assert await _unapplied_below_committed(engine, uid, mine) == []
 
 
 async def test_the_in_process_benchmark_applies_every_prebuilt_event_once():
