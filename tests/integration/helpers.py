@@ -20,3 +20,11 @@ def repayment(loan_id: str, amount: str = "10.00", *, event_id: str | None = Non
 
 def encode(event: dict) -> bytes:
     return orjson.dumps(event)
+
+
+async def produce_repayments(producer, topic: str, total: int, loans: int) -> None:
+    """``total`` repayments of 1.00 over ``loans`` loans (``L0``...), keyed by loan, flushed."""
+    for i in range(total):
+        event = repayment(f"L{i % loans}", "1.00")
+        await producer.send(topic, encode(event), key=event["subject"].encode())
+    await producer.flush()

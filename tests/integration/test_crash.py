@@ -14,7 +14,7 @@ from sqlalchemy import text
 from shared.probe import create_probe_schema
 from tests.conftest import DB_URL, KAFKA
 from tests.integration.conftest import drop_scratch, eventually
-from tests.integration.helpers import encode, repayment
+from tests.integration.helpers import produce_repayments
 
 pytestmark = pytest.mark.integration
 SCRIPT = Path(__file__).with_name("crash_consumer.py")
@@ -36,10 +36,7 @@ async def spawn(schema: str, prefix: str, mode: str) -> asyncio.subprocess.Proce
 async def test_sigkill_between_db_commit_and_offset_commit(engine, schema, topics, producer):
     await create_probe_schema(engine, schema)
     total = 400
-    for i in range(total):
-        ev = repayment(f"L{i % 8}", "1.00")
-        await producer.send(topics.loan_events, encode(ev), key=ev["subject"].encode())
-    await producer.flush()
+    await produce_repayments(producer, topics.loan_events, total, loans=8)
 
     crashing = await spawn(schema, topics.prefix, "crash")
     assert await asyncio.wait_for(crashing.wait(), 60) == -signal.SIGKILL

@@ -19,7 +19,7 @@ from shared.probe import create_probe_schema, probe_spec
 from shared.relay import OutboxRelay
 from tests.conftest import KAFKA
 from tests.integration.conftest import drop_scratch, eventually, read_topic
-from tests.integration.helpers import encode, repayment
+from tests.integration.helpers import encode, produce_repayments, repayment
 
 pytestmark = pytest.mark.integration
 
@@ -235,10 +235,7 @@ async def test_a_member_joining_while_a_batch_is_read_ahead_loses_and_repeats_no
     the first is in flight, after the next one has been read."""
     await create_probe_schema(engine, schema)
     total = 400
-    for i in range(total):
-        ev = repayment(f"L{i % 20}", "1.00")
-        await producer.send(topics.loan_events, encode(ev), key=ev["subject"].encode())
-    await producer.flush()
+    await produce_repayments(producer, topics.loan_events, total, loans=20)
 
     def config() -> RunnerConfig:
         return RunnerConfig(bootstrap=KAFKA, group_id=f"g-{uid}", schema=schema, topics=topics,
