@@ -7,8 +7,8 @@ runner does the rest:
    pydantic-core call (:class:`shared.events.native.BulkParser`), the rest, and all poison,
    by :func:`shared.events.parse_event`, which names what is wrong; of a type the service does
    not handle, only the envelope is checked. A batch with nothing to apply or dead-letter
-   opens no transaction. The next batch is read and parsed while this one's statements run
-   (never applied before this one has committed).
+   opens no transaction. Behind a backlog, the next batch is read and parsed while this
+   one's statements run (never applied before this one has committed).
 2. Open one transaction. Claim the batch's ``(source, id)`` pairs in the inbox: duplicates and
    already-applied events drop out. Run each remaining event's handler in order.
 3. A poison message (bad JSON, not a CloudEvent, unknown type, schema error, a handler's
