@@ -61,9 +61,6 @@ def _data_validator(spec: EventSpec) -> SchemaValidator:
     return build(_all_required(native_schema(spec.model.__pydantic_core_schema__)))
 
 
-# the attributes alone, any data: a source is checked once (OutboundJson._source_fits)
-_ATTRIBUTES: Final = build(envelope_schema("any", cs.any_schema()))
-
 
 # What a handler may hand over for a field of each wire validator: the JSON of anything else
 # could pass the check while the model refuses the object itself (a Decimal in a text field
@@ -153,6 +150,8 @@ class OutboundJson:
         # every type at once (tens of milliseconds, on the first emit: shared.context)
         self._validators = {name: _Outbound.of(registry.get(name))
                             for name in registry.type_names()}
+        # the attributes alone, any data: a source is checked once (_source_fits)
+        self._attributes = build(envelope_schema("any", cs.any_schema()))
         self._sources: dict[str, bool] = {}
         self._millisecond = -1
         self._time = ""
@@ -174,7 +173,7 @@ class OutboundJson:
             probe = {"specversion": "1.0", "id": "probe", "source": source, "type": "any",
                      "time": "2026-01-01T00:00:00Z", "subject": "probe", "data": None}
             try:
-                _ATTRIBUTES.validate_python(probe, strict=True)
+                self._attributes.validate_python(probe, strict=True)
                 fits = True
             except ValidationError:
                 fits = False
