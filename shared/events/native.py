@@ -29,12 +29,11 @@ from typing import Any, Final, NamedTuple
 import orjson
 from pydantic import ValidationError
 from pydantic_core import SchemaValidator
-from pydantic_core import core_schema as cs
 
 from shared import money
 from shared.events import fields
-from shared.events.bulk import build, envelope_schema, envelopes, native_schema
-from shared.events.codec import new_event_id
+from shared.events.bulk import build, envelopes, native_schema
+from shared.events.codec import _source_ok, _subject_ok, new_event_id
 from shared.events.envelope import Event, _json_default
 from shared.events.registry import DEFAULT, EventSpec, Registry
 
@@ -134,25 +133,23 @@ class _Outbound(NamedTuple):
 class OutboundJson:
     """The bytes of our own outbound events of version 1, checked against the contract natively.
 
-    Stricter than ``new_event``, never looser: printable ASCII attributes, every data field
-    present (a field the data leaves out gets the model's default first, as the model would
-    write it), no coercion (strict JSON types: ``1.0`` is not a count). The time is always this
-    process's own aware UTC clock.
+    Stricter than ``new_event``, never looser: the attributes by ``new_event``'s own rule
+    (``_source_ok``, ``_subject_ok`` of shared.events.codec), every data field present (a
+    field the data leaves out gets the model's default first, as the model would write it), no
+    coercion (strict JSON types: ``1.0`` is not a count). The time is always this process's
+    own aware UTC clock.
 
     What is checked per event is what the handler hands over: the data (one strict
     ``validate_json`` of its JSON against the type's model, natively) and the subject. The
     other attributes are this class's own: a new id, the time, the type it looked up, and the
-    source, which is the consumer's configuration and is checked the first time it is seen.
-    Checking the whole envelope per event (its patterns) had cost as much as the data.
+    source, the consumer's configuration (its check is memoised). Checking the whole envelope
+    per event (its patterns) had cost as much as the data.
     """
 
     def __init__(self, registry: Registry = DEFAULT) -> None:
         # every type at once (tens of milliseconds, on the first emit: shared.context)
         self._validators = {name: _Outbound.of(registry.get(name))
                             for name in registry.type_names()}
-        # the attributes alone, any data: a source is checked once (_source_fits)
-        self._attributes = build(envelope_schema("any", cs.any_schema()))
-        self._sources: dict[str, bool] = {}
         self._millisecond = -1
         self._time = ""
 
@@ -166,21 +163,6 @@ class OutboundJson:
                 timespec="milliseconds")
         return self._time
 
-    def _source_fits(self, source: str) -> bool:
-        """Whether the envelope takes ``source`` (checked once per distinct source)."""
-        fits = self._sources.get(source)
-        if fits is None:
-            probe = {"specversion": "1.0", "id": "probe", "source": source, "type": "any",
-                     "time": "2026-01-01T00:00:00Z", "subject": "probe", "data": None}
-            try:
-                self._attributes.validate_python(probe, strict=True)
-                fits = True
-            except ValidationError:
-                fits = False
-            if len(self._sources) < 64:  # a process has one or two
-                self._sources[source] = fits
-        return fits
-
     def dumps(self, event_type: str, source: str, subject: str, data: Any) -> bytes | None:
         """The event, with a new id and the time now (to the millisecond), as structured-mode
         JSON (what ``new_event(...).to_json()`` writes, but for the order of the data's keys),
@@ -188,8 +170,8 @@ class OutboundJson:
         judges it."""
         found = self._validators.get(event_type)
         if (found is None or type(data) is not dict or type(subject) is not str
-                or not _printable_ascii(subject) or type(source) is not str
-                or not self._source_fits(source)):
+                or not _subject_ok(subject) or type(source) is not str
+                or not _source_ok(source)):
             return None
         spec, validator, defaults, types = found
         for name, value in data.items():
@@ -212,11 +194,6 @@ class OutboundJson:
             "specversion": "1.0", "id": new_event_id(), "source": source, "type": event_type,
             "time": self._now(), "subject": subject, "datacontenttype": "application/json"})
         return b"".join((attributes[:-1], b',"data":', written, b"}"))
-
-
-def _printable_ascii(text: str) -> bool:
-    """What the envelope's text attributes take: 1 to 256 printable ASCII characters."""
-    return 0 < len(text) <= 256 and text.isascii() and text.isprintable()
 
 
 class BulkParser:
