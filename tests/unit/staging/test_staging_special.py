@@ -207,10 +207,17 @@ def test_aging_while_special_keeps_the_memory_that_every_day_aging_gives():
     assert daily.stage_before_special == at_once.stage_before_special == "write_off"
 
 
+def early_at_day_10():
+    """Early (not sticky) at DPD 10, one instalment of 500 unpaid."""
+    s = missed(new_loan(), 1, day(0), "500", on=day(10)).state
+    assert (s.stage, s.dpd) == ("early", 10)
+    return s
+
+
 def test_a_dispute_keeps_capping_the_stage_held_before_special_once_special_is_cleared():
     # Staged as if the special period had not happened: early under dispute stays early
     # (rule 4), however far DPD went meanwhile.
-    s = missed(new_loan(), 1, day(0), "500", on=day(10)).state
+    s = early_at_day_10()
     s = flag(s, "dispute").state
     assert s.stage == "early"
     s = flag(s, "bankruptcy", on=day(20)).state
@@ -222,7 +229,7 @@ def test_a_dispute_keeps_capping_the_stage_held_before_special_once_special_is_c
 
 
 def test_a_dispute_raised_while_special_caps_at_the_stage_dpd_gave_then():
-    s = missed(new_loan(), 1, day(0), "500", on=day(10)).state
+    s = early_at_day_10()
     s = flag(s, "fraud", on=day(10)).state
     assert s.stage_before_special is None  # early, not sticky, no dispute
     s = flag(s, "dispute", on=day(40)).state
@@ -232,7 +239,7 @@ def test_a_dispute_raised_while_special_caps_at_the_stage_dpd_gave_then():
 
 
 def test_a_dispute_cleared_while_special_forgets_a_non_sticky_stage():
-    s = missed(new_loan(), 1, day(0), "500", on=day(10)).state
+    s = early_at_day_10()
     s = flag(s, "dispute").state
     s = flag(s, "deceased", on=day(20)).state
     assert s.stage_before_special == "early"
