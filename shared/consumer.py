@@ -341,9 +341,9 @@ class ConsumerRunner:
         (:meth:`_top_up`); ``timeout_ms=0`` reads only those and their top-up."""
         asked = time.monotonic()
         wait = self.config.poll_timeout_ms if timeout_ms is None else timeout_ms
+        limit = max_records or self.config.max_records
         try:
-            batches = await consumer.getmany(
-                timeout_ms=wait, max_records=max_records or self.config.max_records)
+            batches = await consumer.getmany(timeout_ms=wait, max_records=limit)
         except KafkaError as exc:
             log.warning("fetch failed", extra={"error": repr(exc)})
             await self._pause(self._fetch_backoff.next_delay())
@@ -354,8 +354,7 @@ class ConsumerRunner:
         # so these must then not be applied
         revocations = self._revocation.count
         if batches and time.monotonic() - asked < _BUFFERED_S:
-            revocations = await self._top_up(consumer, batches, revocations,
-                                             max_records or self.config.max_records)
+            revocations = await self._top_up(consumer, batches, revocations, limit)
         if not batches:
             return None
         records = [r for recs in batches.values() for r in recs]
