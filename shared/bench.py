@@ -167,6 +167,7 @@ async def _relay(bootstrap: str, db_url: str, schema: str, n: int) -> Result:
         if await relay.publish_once() == 0:
             break
     elapsed = time.perf_counter() - started
+    await relay.close()
     await producer.stop()
     await engine.dispose()
     return Result("outbox relay (publish, acks=all)", relay.published, elapsed)

@@ -33,7 +33,7 @@ import contextlib
 import datetime as dt
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -41,10 +41,11 @@ import orjson
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared import inbox, outbox
 from shared.context import BatchContext, Rejected
+from shared.db import KeptConnection
 from shared.events import Event, EventError, check_envelope, parse_event, registry
 from shared.events.native import BulkParser
 from shared.gc_tuning import tune_gc
@@ -243,7 +244,7 @@ class ConsumerRunner:
         self._pending: dict[TopicPartition, int] = {}
         self._last_commit = time.monotonic()
         self._wrote = False  # whether the batch being applied opened a transaction
-        self._conn: AsyncConnection | None = None  # kept between batches (_transaction)
+        self._conn = KeptConnection(engine)  # a batch's transaction, without the pool's ping
         self._revocation = _Revocation(self._lock, self._pending)
         self._fetch_backoff = Backoff()
 
@@ -539,7 +540,7 @@ class ConsumerRunner:
         if all(i.event is None and i.reason is None for i in items):
             return  # only types this consumer skips: no transaction, only the offsets move
         self._wrote = True
-        async with self._transaction() as conn:
+        async with self._conn.begin() as conn:
             ctx = BatchContext(conn, cfg.topics, cfg.source)
             wanted: list[_Item] = []
             seen: set[tuple[str, str]] = set()
@@ -640,31 +641,8 @@ class ConsumerRunner:
                                     value=rec.value if rec.value is not None else b"",
                                     headers=headers)
 
-    @contextlib.asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[AsyncConnection]:
-        """A batch's transaction on the connection the runner keeps between batches.
-
-        Taking a connection from the pool for each batch cost a round trip (the pool's ping)
-        before the first statement. After any failure the connection goes back to the pool
-        (which rolls it back, and pings or replaces it on the next checkout).
-        """
-        conn = self._conn
-        if conn is None or conn.closed or conn.invalidated:
-            conn = self._conn = await self.engine.connect()
-        try:
-            async with conn.begin():
-                yield conn
-        except BaseException:
-            self._conn = None
-            with contextlib.suppress(Exception):
-                await conn.close()
-            raise
-
     async def _close_connection(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            with contextlib.suppress(Exception):
-                await conn.close()
+        await self._conn.close()
 
     # -- offsets -----------------------------------------------------------------------------
 

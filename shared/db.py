@@ -6,13 +6,19 @@ sets ``search_path`` to it, so SQL inside a service names tables without a schem
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
 
 import orjson
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    async_sessionmaker,
+    create_async_engine,
+)
 
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
@@ -45,6 +51,45 @@ async def drop_schema(engine: AsyncEngine, schema: str) -> None:
     check_identifier(schema)
     async with engine.begin() as conn:
         await conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+
+
+class KeptConnection:
+    """One connection held across the many short transactions of a loop (a consumer's
+    batches, a relay's cycles, a poller's ticks).
+
+    Checking a connection out of the pool for each transaction costs the pool's ping, which
+    SQLAlchemy's asyncpg dialect makes three round trips (BEGIN, an empty query, ROLLBACK);
+    on two busy cores each round trip waits for the backend to get a core. A kept connection
+    is not pinged: if PostgreSQL went away, its first statement fails with a transient error
+    that the loop retries, and :meth:`begin` has already given the connection back to the
+    pool (which rolls it back, pings or replaces it on the next checkout).
+    """
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self._conn: AsyncConnection | None = None
+
+    @contextlib.asynccontextmanager
+    async def begin(self) -> AsyncIterator[AsyncConnection]:
+        """A transaction on the kept connection (checked out on first use or after a
+        failure); committed on exit, rolled back and the connection let go on any error."""
+        conn = self._conn
+        if conn is None or conn.closed or conn.invalidated:
+            conn = self._conn = await self.engine.connect()
+        try:
+            async with conn.begin():
+                yield conn
+        except BaseException:
+            self._conn = None
+            with contextlib.suppress(Exception):
+                await conn.close()
+            raise
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await conn.close()
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker:

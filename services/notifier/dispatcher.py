@@ -31,6 +31,7 @@ from services.notifier.providers import Outcome, Provider, build_providers
 from services.notifier.settings import NotifierSettings
 from shared import outbox
 from shared.context import BatchContext
+from shared.db import KeptConnection
 from shared.topics import TopicNames
 
 log = logging.getLogger("qingshou.notifier.dispatcher")
@@ -45,6 +46,7 @@ class Dispatcher:
                  clock: Clock, client: httpx.AsyncClient | None = None,
                  source: str = "urn:qingshou:notifier") -> None:
         self.engine = engine
+        self._kept = KeptConnection(engine)  # ticks every 0.2 s: no pool ping each time
         self.settings = settings
         self.topics = topics
         self.clock = clock
@@ -119,7 +121,7 @@ class Dispatcher:
 
     async def tick(self) -> int:
         """Send what is queued; returns how many rows were claimed."""
-        async with self.engine.begin() as conn:
+        async with self._kept.begin() as conn:
             rows = (await conn.execute(text("""
                 SELECT contact_id, channel, template_id, request, attempts FROM dispatch_queue
                 WHERE next_attempt_at <= now() ORDER BY next_attempt_at
@@ -189,4 +191,5 @@ class Dispatcher:
         self._stopping.set()
 
     async def close(self) -> None:
+        await self._kept.close()
         await self.client.aclose()

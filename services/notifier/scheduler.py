@@ -19,6 +19,7 @@ from services.notifier.clock import Clock
 from services.notifier.settings import NotifierSettings
 from shared import outbox
 from shared.context import BatchContext
+from shared.db import KeptConnection
 from shared.topics import TopicNames
 
 log = logging.getLogger("qingshou.notifier.scheduler")
@@ -28,6 +29,7 @@ class Scheduler:
     def __init__(self, engine: AsyncEngine, settings: NotifierSettings, topics: TopicNames,
                  clock: Clock, source: str = "urn:qingshou:notifier") -> None:
         self.engine = engine
+        self._kept = KeptConnection(engine)  # a tick a second: no pool ping each time
         self.settings = settings
         self.topics = topics
         self.clock = clock
@@ -37,7 +39,7 @@ class Scheduler:
 
     async def tick(self) -> int:
         """Release what is due now; returns how many deferred contacts were decided again."""
-        async with self.engine.begin() as conn:
+        async with self._kept.begin() as conn:
             ctx = BatchContext(conn, self.topics, self.source)
             now = await self.clock.now(conn)
             policy = (await store.load_policy(conn))[2]
@@ -68,6 +70,11 @@ class Scheduler:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(),
                                            self.settings.scheduler_interval_s)
+        await self.close()
+
+    async def close(self) -> None:
+        """Give back the connection the ticks keep (``run`` does this when it ends)."""
+        await self._kept.close()
 
     async def stop(self) -> None:
         self._stopping.set()

@@ -104,14 +104,15 @@ async def running(engine, schema, topics, producer, uid, sandbox,
     relay = OutboxRelay(engine, producer, schema, poll_interval=0.1, name="notifier-test")
     tasks = [asyncio.create_task(runner.run()), asyncio.create_task(relay.run())]
     dispatcher = Dispatcher(engine, settings, topics, clock)
-    yield Notifier(settings, clock, Scheduler(engine, settings, topics, clock), dispatcher,
-                   sandbox, engine)
+    scheduler = Scheduler(engine, settings, topics, clock)
+    yield Notifier(settings, clock, scheduler, dispatcher, sandbox, engine)
     await runner.stop()
     await relay.stop()
     for task in tasks:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(task, 20)
     await dispatcher.close()
+    await scheduler.close()
 
 
 @pytest.fixture
