@@ -206,15 +206,19 @@ class _Stopped(Exception):
 
 
 class _Revocation(ConsumerRebalanceListener):
-    def __init__(self, lock: asyncio.Lock, pending: dict[TopicPartition, int]):
+    def __init__(self, lock: asyncio.Lock, pending: dict[TopicPartition, int],
+                 settle: Callable[[], Awaitable[None]]):
         self.lock = lock
         self.pending = pending
+        self.settle = settle  # waits for an offset commit in flight
         self.count = 0  # revocations so far (ConsumerRunner._top_up)
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         self.count += 1
-        # wait for the batch in flight to commit before the partitions move on
+        # wait for the batch in flight to commit, and its offsets to land, before the
+        # partitions move on (the next owner starts from there)
         async with self.lock:
+            await self.settle()
             # positions past skipped messages only: the next owner skips them again
             for tp in revoked:
                 self.pending.pop(tp, None)
@@ -245,7 +249,8 @@ class ConsumerRunner:
         self._last_commit = time.monotonic()
         self._wrote = False  # whether the batch being applied opened a transaction
         self._conn = KeptConnection(engine)  # a batch's transaction, without the pool's ping
-        self._revocation = _Revocation(self._lock, self._pending)
+        self._committing: asyncio.Task[None] | None = None  # an offset commit in flight
+        self._revocation = _Revocation(self._lock, self._pending, self._commit_settled)
         self._fetch_backoff = Backoff()
 
     @property
@@ -320,7 +325,7 @@ class ConsumerRunner:
                         if recs:
                             self._pending[tp] = recs[-1].offset + 1
                     if self._wrote or self._commit_due():
-                        await self._commit_pending()
+                        await self._commit_pending(wait=False)
                     BATCH_SECONDS.labels(self.spec.name).observe(time.perf_counter() - started)
                     BATCH_SIZE.labels(self.spec.name).observe(len(fetched.records))
                     self._update_lag(fetched.batches)
@@ -649,13 +654,32 @@ class ConsumerRunner:
     def _commit_due(self) -> bool:
         return time.monotonic() - self._last_commit >= self.config.skipped_commit_interval_s
 
-    async def _commit_pending(self) -> None:
-        """Commit every position applied so far (this batch's and skipped batches' before)."""
+    async def _commit_pending(self, wait: bool = True) -> None:
+        """Commit every position applied so far (this batch's and skipped batches' before).
+
+        ``wait=False`` (after a batch): the commit goes on in a task while the next batch is
+        read and applied, its round trip to the broker off the batches' path. The offsets
+        still go after the database commit, and in order: the next commit, a revocation and
+        the end of the loop wait for the one in flight. A crash before it lands redelivers
+        the batch, which the inbox turns into a no-op, as before.
+        """
+        await self._commit_settled()
         offsets = {tp: OffsetAndMetadata(offset, "") for tp, offset in self._pending.items()}
         self._pending.clear()
         self._last_commit = time.monotonic()
-        if offsets:
+        if not offsets:
+            return
+        if wait:
             await self._commit_offsets(offsets)
+        else:
+            self._committing = asyncio.create_task(self._commit_offsets(offsets))
+
+    async def _commit_settled(self) -> None:
+        """Wait for the offset commit in flight, if any."""
+        task, self._committing = self._committing, None
+        if task is not None:
+            with contextlib.suppress(Exception):
+                await task
 
     async def _commit_offsets(self, offsets: dict[TopicPartition, OffsetAndMetadata]) -> None:
         consumer = self._consumer
