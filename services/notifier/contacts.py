@@ -169,11 +169,9 @@ class _Outcome:
         return decision
 
     async def write(self, ctx: BatchContext) -> None:
-        await store.append_log(ctx.conn, self.rows)
+        await store.write_contacts(ctx.conn, self.rows, self.dispatch, self.deferred)
         for row in self.rows:
             publish(ctx, row)
-        await store.queue_dispatch(ctx.conn, self.dispatch)
-        await store.queue_deferred(ctx.conn, self.deferred)
 
 
 async def release_due(ctx: BatchContext, now: datetime, policy: ContactPolicy,

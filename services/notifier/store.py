@@ -307,71 +307,92 @@ async def decision_state(conn: AsyncConnection, contact_ids: Iterable[str],
     return seen, history
 
 
-_LOG = text(f"""
+# The three tables a batch of decisions writes, each read from its own JSON parameter
+# (:func:`shared.db.rows_json`, rows as arrays read back by position: ``json_to_recordset``
+# over objects cost PostgreSQL more than ``->>`` on jsonb). ``{rows}`` is the FROM item.
+_LOG_SQL = """
 INSERT INTO contacts (contact_id, loan_id, borrower_id, channel, template, stage, trigger,
                       status, reason, scheduled_for, decided_at, attempt)
 SELECT r->>0, r->>1, r->>2, r->>3, r->>4, r->>5, r->>6, r->>7, r->>8,
        CAST(r->>9 AS timestamptz), CAST(r->>10 AS timestamptz), NULLIF(r->11, 'null')
-FROM {JSON_ROWS}
+FROM {rows}
+ORDER BY n"""
+
+_DISPATCH_SQL = """
+INSERT INTO dispatch_queue (contact_id, channel, template_id, request)
+SELECT r->>0, r->>1, r->>2, r->3
+FROM {rows}
 ORDER BY n
-""")
+ON CONFLICT (contact_id) DO NOTHING"""
 
-async def append_log(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
-    """Append decisions to the contact log in order, with one statement (never updated, never
-    deleted but by retention).
-
-    The rows travel as one JSON array of arrays read back by position
-    (:func:`shared.db.rows_json`; ``json_to_recordset`` over objects cost PostgreSQL more
-    than ``->>`` on jsonb). An absent ``attempt`` is JSON null there, which ``NULLIF`` turns
-    back into SQL NULL.
-    """
-    if not rows:
-        return
-    # one labels() look-up per channel and status, not per row (it costs more than the row)
-    for (channel, status), n in Counter((r["channel"], r["status"]) for r in rows).items():
-        CONTACTS_LOGGED.labels(channel, status).inc(n)
-    await conn.execute(_LOG, {"rows": rows_json(
-        [r["contact_id"], r["loan_id"], r["borrower_id"], r["channel"], r["template"],
-         r["stage"], r["trigger"], r["status"], r["reason"], r["scheduled_for"],
-         r["decided_at"], r["attempt"] or None] for r in rows)})
-
-
-_QUEUE_DEFERRED = text("""
+_DEFERRED_SQL = """
 INSERT INTO deferred_contacts (contact_id, due_at, request)
 SELECT r->>0, CAST(r->>1 AS timestamptz), r->2
-FROM jsonb_array_elements(CAST(:rows AS jsonb)) AS u(r)
+FROM {rows}
 ORDER BY r->>0
-ON CONFLICT (contact_id) DO UPDATE SET due_at = EXCLUDED.due_at
-""")
+ON CONFLICT (contact_id) DO UPDATE SET due_at = EXCLUDED.due_at"""
+
+_WRITES = {"log": _LOG_SQL, "dispatch": _DISPATCH_SQL, "deferred": _DEFERRED_SQL}
+_write_statements: dict[tuple[str, ...], Any] = {}
+
+
+def _write_statement(parts: tuple[str, ...]) -> Any:
+    """One statement writing ``parts`` (keys of ``_WRITES``, in that order): the first ones as
+    data-modifying CTEs, the last as the statement itself, so a batch's log rows and queue
+    rows cost one round trip. No part reads what another writes (they share a snapshot)."""
+    found = _write_statements.get(parts)
+    if found is None:
+        bodies = [_WRITES[p].format(rows=JSON_ROWS.replace(":rows", f":{p}")) for p in parts]
+        ctes = ", ".join(f"w{i} AS ({body})" for i, body in enumerate(bodies[:-1]))
+        found = _write_statements[parts] = text(
+            (f"WITH {ctes}" if ctes else "") + bodies[-1])
+    return found
+
+
+async def write_contacts(conn: AsyncConnection, log: Sequence[dict[str, Any]],
+                         dispatch: Sequence[tuple[ContactRequest, str]] = (),
+                         deferred: Sequence[tuple[ContactRequest, datetime]] = ()) -> None:
+    """In one statement: append decisions to the contact log in order (never updated, never
+    deleted but by retention); queue (request, template id) for dispatch, a contact already
+    queued staying as is; queue (request, due_at) as deferred, a contact already queued moving
+    to the new time (the last one given wins). The requests travel nested as JSON objects; an
+    absent ``attempt`` of a log row is JSON null, which ``NULLIF`` turns back into SQL NULL."""
+    params: dict[str, str] = {}
+    if log:
+        # one labels() look-up per channel and status, not per row (it costs more than the row)
+        for (channel, status), n in Counter((r["channel"], r["status"]) for r in log).items():
+            CONTACTS_LOGGED.labels(channel, status).inc(n)
+        params["log"] = rows_json(
+            [r["contact_id"], r["loan_id"], r["borrower_id"], r["channel"], r["template"],
+             r["stage"], r["trigger"], r["status"], r["reason"], r["scheduled_for"],
+             r["decided_at"], r["attempt"] or None] for r in log)
+    if dispatch:
+        params["dispatch"] = rows_json(
+            (req.contact_id, req.channel, template, request_doc(req))
+            for req, template in dispatch)
+    latest = {req.contact_id: (req, due) for req, due in deferred}
+    if latest:
+        params["deferred"] = rows_json(
+            (cid, due, request_doc(req)) for cid, (req, due) in latest.items())
+    if params:
+        await conn.execute(_write_statement(tuple(params)), params)
+
+
+async def append_log(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
+    """Append decisions to the contact log (:func:`write_contacts`)."""
+    await write_contacts(conn, rows)
 
 
 async def queue_deferred(conn: AsyncConnection,
                          items: Sequence[tuple[ContactRequest, datetime]]) -> None:
-    """(request, due_at) into the deferred queue; a contact already queued moves to the new
-    time (the last one given wins). One JSON parameter, the request nested as an object."""
-    latest = {req.contact_id: (req, due) for req, due in items}
-    if not latest:
-        return
-    await conn.execute(_QUEUE_DEFERRED, {"rows": rows_json(
-        (cid, due, request_doc(req)) for cid, (req, due) in latest.items())})
-
-
-_QUEUE_DISPATCH = text(f"""
-INSERT INTO dispatch_queue (contact_id, channel, template_id, request)
-SELECT r->>0, r->>1, r->>2, r->3
-FROM {JSON_ROWS}
-ORDER BY n
-ON CONFLICT (contact_id) DO NOTHING
-""")
+    """(request, due_at) into the deferred queue (:func:`write_contacts`)."""
+    await write_contacts(conn, (), deferred=items)
 
 
 async def queue_dispatch(conn: AsyncConnection,
                          items: Sequence[tuple[ContactRequest, str]]) -> None:
-    """(request, template id) into the dispatch queue; a contact already queued stays as is."""
-    if not items:
-        return
-    await conn.execute(_QUEUE_DISPATCH, {"rows": rows_json(
-        (req.contact_id, req.channel, template, request_doc(req)) for req, template in items)})
+    """(request, template id) into the dispatch queue (:func:`write_contacts`)."""
+    await write_contacts(conn, (), dispatch=items)
 
 
 async def purge_contacts(conn: AsyncConnection, older_than: datetime) -> int:

@@ -547,3 +547,46 @@ async def test_stored_profiles_are_what_the_rows_make(engine, schema, uid) -> No
     finally:
         await drop_scratch(uid)
     assert profiles == {r.borrower_id: r.profile for r in rows}
+
+
+async def test_one_statement_writes_the_log_and_both_queues(engine, schema, uid) -> None:
+    """``store.write_contacts`` writes a batch's log rows, dispatch rows and deferred rows in
+    one statement, with each table's rules: the log in the given order, a contact already in
+    the dispatch queue kept as it was, a deferred contact moved to the last time given."""
+    from services.notifier import store
+    from services.notifier.contacts import log_row
+    from services.notifier.domain import ContactRequest
+
+    def request(n: int, channel: str) -> ContactRequest:
+        return ContactRequest(f"C{n}", f"L{n}", f"B{n}", channel, "early.sms", "stage_entered",
+                              "early", LATE_EVENING, None, "early",
+                              variables={"amount": "12.30"})
+
+    at = [LATE_EVENING, NEXT_MORNING, NEXT_MORNING.replace(hour=2)]
+    await migrate(DB_URL, schema, MIGRATIONS)
+    try:
+        async with engine.begin() as conn:
+            await store.queue_dispatch(conn, [(request(1, "sms"), "early.sms.zh-CN")])
+        async with engine.begin() as conn:
+            await store.write_contacts(
+                conn,
+                [log_row(request(n, "sms"), status, "test", LATE_EVENING)
+                 for n, status in [(3, "deferred"), (1, "sent"), (2, "sent")]],
+                dispatch=[(request(1, "sms"), "early.sms.en"), (request(2, "sms"), "early.sms.en")],
+                deferred=[(request(3, "sms"), at[1]), (request(4, "email"), at[0]),
+                          (request(3, "sms"), at[2])])
+        async with engine.connect() as conn:
+            log = (await conn.execute(text(
+                "SELECT contact_id, status FROM contacts ORDER BY id"))).all()
+            dispatch = (await conn.execute(text(
+                "SELECT contact_id, template_id, request->>'borrower_id' AS b "
+                "FROM dispatch_queue ORDER BY contact_id"))).all()
+            deferred = (await conn.execute(text(
+                "SELECT contact_id, due_at, request->'variables'->>'amount' AS amount "
+                "FROM deferred_contacts ORDER BY contact_id"))).all()
+    finally:
+        await drop_scratch(uid)
+    assert [tuple(r) for r in log] == [("C3", "deferred"), ("C1", "sent"), ("C2", "sent")]
+    assert [tuple(r) for r in dispatch] == [("C1", "early.sms.zh-CN", "B1"),
+                                            ("C2", "early.sms.en", "B2")]
+    assert [tuple(r) for r in deferred] == [("C3", at[2], "12.30"), ("C4", at[0], "12.30")]
