@@ -52,7 +52,7 @@ class NotifierBatch:
 
     @classmethod
     async def load(cls, conn: AsyncConnection, events: Iterable[Event]) -> NotifierBatch:
-        """Lock and read what the batch's events need, with at most four queries."""
+        """Lock and read what the batch's events need, with at most three queries."""
         writes: set[str] = set()
         creates: set[str] = set()
         reads: set[str] = set()
@@ -77,11 +77,13 @@ class NotifierBatch:
                 reads.add(loan_id)
         created = await store.create_loans(conn, creates)
         loans = await store.load_loans(conn, writes, lock=True)
-        loans.update(await store.load_loans(conn, reads - writes))
         for loan_id in created:
             loans.pop(loan_id, None)  # inserted just now: to the handlers it does not exist yet
         borrower_ids.update(s.borrower_id for s in loans.values() if s.borrower_id)
-        profiles = await store.load_profiles(conn, borrower_ids)
+        # the loans only read and every borrower (those of the read loans too): one query
+        read, profiles = await store.load_loans_and_profiles(conn, reads - writes, borrower_ids)
+        loans.update(read)
+        borrower_ids.update(s.borrower_id for s in read.values() if s.borrower_id)
         batch = cls(loans, writes, created, profiles)
         batch._loaded_borrowers |= borrower_ids
         return batch

@@ -188,8 +188,8 @@ async def release_due(ctx: BatchContext, now: datetime, policy: ContactPolicy,
         "DELETE FROM deferred_contacts WHERE contact_id = ANY(CAST(:c AS text[]))"),
         {"c": [r.contact_id for r in rows]})
     requests = [store.request_from_json(r.request) for r in rows]
-    loans = await store.load_loans(conn, (r.loan_id for r in requests))
-    profiles = await store.load_profiles(conn, (r.borrower_id for r in requests))
+    loans, profiles = await store.load_loans_and_profiles(
+        conn, (r.loan_id for r in requests), (r.borrower_id for r in requests))
     batch = ContactBatch(skip_logged=False)
     for req in requests:
         batch.add([req], now, policy, loans.get(req.loan_id), profiles.get(req.borrower_id))

@@ -218,6 +218,43 @@ async def delete_loans(conn: AsyncConnection, loan_ids: Iterable[str]) -> None:
                            {"ids": ids})
 
 
+# Loans read (not locked) and the borrowers a batch needs, in one round trip: those named
+# and those of the loans read. Loan rows first, then borrower rows with a NULL loan id and
+# the columns of ``load_profiles`` after the loan's.
+_LOANS_AND_PROFILES = text(f"""
+WITH r AS MATERIALIZED (
+    SELECT {_LOAN_COLUMNS} FROM loans WHERE loan_id = ANY(CAST(:loans AS text[]))
+)
+SELECT {_LOAN_COLUMNS}, NULL, NULL, NULL, NULL, NULL, NULL FROM r
+UNION ALL
+SELECT NULL, borrower_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+       timezone, language, opted_out_channels, vulnerable,
+       coalesce(phone, '') <> '', coalesce(email, '') <> ''
+FROM borrowers
+WHERE borrower_id = ANY(CAST(:borrowers AS text[])) OR borrower_id IN (SELECT borrower_id FROM r)
+""")
+
+
+async def load_loans_and_profiles(conn: AsyncConnection, loan_ids: Iterable[str],
+                                  borrower_ids: Iterable[str],
+                                  ) -> tuple[dict[str, LoanState], dict[str, BorrowerProfile]]:
+    """The stored loans among ``loan_ids`` (read, not locked), and the profiles
+    (:func:`load_profiles`) of the stored borrowers among ``borrower_ids`` and of those
+    loans' borrowers; one statement."""
+    loans: dict[str, LoanState] = {}
+    profiles: dict[str, BorrowerProfile] = {}
+    ids, borrowers = sorted(set(loan_ids)), sorted(set(borrower_ids))
+    if not ids and not borrowers:
+        return loans, profiles
+    for t in await conn.execute(_LOANS_AND_PROFILES, {"loans": ids, "borrowers": borrowers}):
+        if t[0] is not None:
+            loans[t[0]] = _loan_from_tuple(t[:10])
+        else:
+            profiles[t[1]] = BorrowerProfile(t[1], t[10], t[11], frozenset(t[12]), t[13],
+                                             t[14], t[15], True)
+    return loans, profiles
+
+
 async def load_profiles(conn: AsyncConnection,
                         borrower_ids: Iterable[str]) -> dict[str, BorrowerProfile]:
     """What decisions read of the stored borrowers among ``borrower_ids``: the profile

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -544,9 +544,24 @@ async def test_stored_profiles_are_what_the_rows_make(engine, schema, uid) -> No
             await store.save_borrowers(conn, rows)
             profiles = await store.load_profiles(conn, [*(r.borrower_id for r in rows),
                                                         "B-none"])
+            # loans of B1 and B3 (and one with no borrower yet), read with the borrowers in
+            # one statement: B0 by name, B1 and B3 as the loans' borrowers
+            await store.create_loans(conn, ["L1", "L3", "L-bare"])
+            stored = await store.load_loans(conn, ["L1", "L3"], lock=True)
+            await store.save_loans(conn, [replace(stored["L1"], borrower_id="B1", dpd=4),
+                                          replace(stored["L3"], borrower_id="B3")])
+            together = await store.load_loans_and_profiles(
+                conn, ["L1", "L3", "L-bare", "L-none"], ["B0", "B-none"])
+            apart = (await store.load_loans(conn, ["L1", "L3", "L-bare", "L-none"]),
+                     await store.load_profiles(conn, ["B0", "B1", "B3", "B-none"]))
+            nobody = await store.load_loans_and_profiles(conn, [], [])
     finally:
         await drop_scratch(uid)
     assert profiles == {r.borrower_id: r.profile for r in rows}
+    assert together == apart
+    assert sorted(together[0]) == ["L-bare", "L1", "L3"] and together[0]["L1"].dpd == 4
+    assert sorted(together[1]) == ["B0", "B1", "B3"]
+    assert nobody == ({}, {})
 
 
 async def test_one_statement_writes_the_log_and_both_queues(engine, schema, uid) -> None:
