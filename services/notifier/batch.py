@@ -49,6 +49,7 @@ class NotifierBatch:
         # from a row put in this batch (dropped when a borrower.updated replaces the row)
         self._profiles = profiles
         self.contacts = ContactBatch()
+        self.policy: ContactPolicy | None = None  # in force when the batch was loaded
 
     @classmethod
     async def load(cls, conn: AsyncConnection, events: Iterable[Event]) -> NotifierBatch:
@@ -80,11 +81,13 @@ class NotifierBatch:
         for loan_id in created:
             loans.pop(loan_id, None)  # inserted just now: to the handlers it does not exist yet
         borrower_ids.update(s.borrower_id for s in loans.values() if s.borrower_id)
-        # the loans only read and every borrower (those of the read loans too): one query
-        read, profiles = await store.load_loans_and_profiles(conn, reads - writes, borrower_ids)
-        loans.update(read)
-        borrower_ids.update(s.borrower_id for s in read.values() if s.borrower_id)
-        batch = cls(loans, writes, created, profiles)
+        # the loans only read, every borrower (those of the read loans too) and the policy:
+        # one query
+        state = await store.load_batch_state(conn, reads - writes, borrower_ids)
+        loans.update(state.loans)
+        borrower_ids.update(s.borrower_id for s in state.loans.values() if s.borrower_id)
+        batch = cls(loans, writes, created, state.profiles)
+        batch.policy = state.policy
         batch._loaded_borrowers |= borrower_ids
         return batch
 

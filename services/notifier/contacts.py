@@ -188,8 +188,9 @@ async def release_due(ctx: BatchContext, now: datetime, policy: ContactPolicy,
         "DELETE FROM deferred_contacts WHERE contact_id = ANY(CAST(:c AS text[]))"),
         {"c": [r.contact_id for r in rows]})
     requests = [store.request_from_json(r.request) for r in rows]
-    loans, profiles = await store.load_loans_and_profiles(
-        conn, (r.loan_id for r in requests), (r.borrower_id for r in requests))
+    state = await store.load_batch_state(conn, (r.loan_id for r in requests),
+                                         (r.borrower_id for r in requests))
+    loans, profiles = state.loans, state.profiles
     batch = ContactBatch(skip_logged=False)
     for req in requests:
         batch.add([req], now, policy, loans.get(req.loan_id), profiles.get(req.borrower_id))

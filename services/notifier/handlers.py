@@ -52,7 +52,9 @@ class NotifierHandlers:
 
     async def _policy(self, ctx: BatchContext) -> ContactPolicy:
         if "policy" not in ctx.state:
-            ctx.state["policy"] = (await store.load_policy(ctx.conn))[2]
+            # read with the batch's loans and borrowers (NotifierBatch.load), or now
+            loaded = _batch(ctx).policy if _BATCH in ctx.state else None
+            ctx.state["policy"] = loaded or (await store.load_policy(ctx.conn))[2]
         return ctx.state["policy"]
 
     async def _now(self, ctx: BatchContext) -> datetime:

@@ -218,41 +218,57 @@ async def delete_loans(conn: AsyncConnection, loan_ids: Iterable[str]) -> None:
                            {"ids": ids})
 
 
-# Loans read (not locked) and the borrowers a batch needs, in one round trip: those named
-# and those of the loans read. Loan rows first, then borrower rows with a NULL loan id and
-# the columns of ``load_profiles`` after the loan's.
-_LOANS_AND_PROFILES = text(f"""
+# What a batch reads in one round trip: the loans it only reads (not locked), the borrowers
+# it needs (those named and those of the loans read) and the contact policy in force. Loan
+# rows carry a loan id; borrower rows a NULL loan id and, after the loan's columns, those of
+# ``load_profiles``; the policy row neither id and, in the last two columns, what
+# ``load_policy`` reads.
+_BATCH_STATE = text(f"""
 WITH r AS MATERIALIZED (
     SELECT {_LOAN_COLUMNS} FROM loans WHERE loan_id = ANY(CAST(:loans AS text[]))
 )
-SELECT {_LOAN_COLUMNS}, NULL, NULL, NULL, NULL, NULL, NULL FROM r
+SELECT {_LOAN_COLUMNS}, CAST(NULL AS text), CAST(NULL AS text), CAST(NULL AS text[]),
+       CAST(NULL AS boolean), CAST(NULL AS boolean), CAST(NULL AS boolean),
+       CAST(NULL AS int), CAST(NULL AS jsonb)
+FROM r
 UNION ALL
 SELECT NULL, borrower_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
        timezone, language, opted_out_channels, vulnerable,
-       coalesce(phone, '') <> '', coalesce(email, '') <> ''
+       coalesce(phone, '') <> '', coalesce(email, '') <> '', NULL, NULL
 FROM borrowers
 WHERE borrower_id = ANY(CAST(:borrowers AS text[])) OR borrower_id IN (SELECT borrower_id FROM r)
+UNION ALL
+(SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+        NULL, NULL, NULL, NULL, NULL, NULL, version, document
+ FROM contact_policies ORDER BY version DESC LIMIT 1)
 """)
 
 
-async def load_loans_and_profiles(conn: AsyncConnection, loan_ids: Iterable[str],
-                                  borrower_ids: Iterable[str],
-                                  ) -> tuple[dict[str, LoanState], dict[str, BorrowerProfile]]:
-    """The stored loans among ``loan_ids`` (read, not locked), and the profiles
+@dataclass(slots=True)
+class BatchState:
+    loans: dict[str, LoanState]
+    profiles: dict[str, BorrowerProfile]
+    policy: ContactPolicy
+
+
+async def load_batch_state(conn: AsyncConnection, loan_ids: Iterable[str],
+                           borrower_ids: Iterable[str]) -> BatchState:
+    """In one statement: the stored loans among ``loan_ids`` (read, not locked), the profiles
     (:func:`load_profiles`) of the stored borrowers among ``borrower_ids`` and of those
-    loans' borrowers; one statement."""
+    loans' borrowers, and the contact policy in force (:func:`load_policy`)."""
     loans: dict[str, LoanState] = {}
     profiles: dict[str, BorrowerProfile] = {}
-    ids, borrowers = sorted(set(loan_ids)), sorted(set(borrower_ids))
-    if not ids and not borrowers:
-        return loans, profiles
-    for t in await conn.execute(_LOANS_AND_PROFILES, {"loans": ids, "borrowers": borrowers}):
+    document = DEFAULT_CONTACT_POLICY  # none stored yet
+    for t in await conn.execute(_BATCH_STATE, {"loans": sorted(set(loan_ids)),
+                                               "borrowers": sorted(set(borrower_ids))}):
         if t[0] is not None:
             loans[t[0]] = _loan_from_tuple(t[:10])
-        else:
+        elif t[1] is not None:
             profiles[t[1]] = BorrowerProfile(t[1], t[10], t[11], frozenset(t[12]), t[13],
                                              t[14], t[15], True)
-    return loans, profiles
+        else:
+            document = t[17]
+    return BatchState(loans, profiles, _parsed(document))
 
 
 async def load_profiles(conn: AsyncConnection,

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from sqlalchemy import text
 
 from services.notifier.clock import Clock, ManualClock, SimulationClock
 from services.notifier.dispatcher import Dispatcher
+from services.notifier.domain.policy import DEFAULT_CONTACT_POLICY
 from services.notifier.handlers import consumer_spec
 from services.notifier.scheduler import Scheduler
 from services.notifier.settings import NotifierSettings
@@ -550,18 +552,29 @@ async def test_stored_profiles_are_what_the_rows_make(engine, schema, uid) -> No
             stored = await store.load_loans(conn, ["L1", "L3"], lock=True)
             await store.save_loans(conn, [replace(stored["L1"], borrower_id="B1", dpd=4),
                                           replace(stored["L3"], borrower_id="B3")])
-            together = await store.load_loans_and_profiles(
-                conn, ["L1", "L3", "L-bare", "L-none"], ["B0", "B-none"])
+            default = await store.load_batch_state(conn, ["L1", "L3", "L-bare", "L-none"],
+                                                   ["B0", "B-none"])
+            await conn.execute(text("INSERT INTO contact_policies (version, document) "
+                                    "VALUES (1, :d), (2, :d2)"),
+                               {"d": json.dumps(DEFAULT_CONTACT_POLICY),
+                                "d2": json.dumps({**DEFAULT_CONTACT_POLICY, "version": 2,
+                                                  "staleness": {"max_deferral_hours": 48}})})
+            together = await store.load_batch_state(conn, ["L1", "L3", "L-bare", "L-none"],
+                                                    ["B0", "B-none"])
             apart = (await store.load_loans(conn, ["L1", "L3", "L-bare", "L-none"]),
-                     await store.load_profiles(conn, ["B0", "B1", "B3", "B-none"]))
-            nobody = await store.load_loans_and_profiles(conn, [], [])
+                     await store.load_profiles(conn, ["B0", "B1", "B3", "B-none"]),
+                     (await store.load_policy(conn))[2])
+            nobody = await store.load_batch_state(conn, [], [])
     finally:
         await drop_scratch(uid)
     assert profiles == {r.borrower_id: r.profile for r in rows}
-    assert together == apart
-    assert sorted(together[0]) == ["L-bare", "L1", "L3"] and together[0]["L1"].dpd == 4
-    assert sorted(together[1]) == ["B0", "B1", "B3"]
-    assert nobody == ({}, {})
+    assert (together.loans, together.profiles, together.policy) == apart
+    assert sorted(together.loans) == ["L-bare", "L1", "L3"] and together.loans["L1"].dpd == 4
+    assert sorted(together.profiles) == ["B0", "B1", "B3"]
+    # the latest version is in force; with none stored, the built-in default
+    assert together.policy.version == 2 and together.policy.max_deferral == timedelta(hours=48)
+    assert default.policy.max_deferral == timedelta(hours=72)
+    assert (nobody.loans, nobody.profiles, nobody.policy) == ({}, {}, together.policy)
 
 
 async def test_one_statement_writes_the_log_and_both_queues(engine, schema, uid) -> None:
