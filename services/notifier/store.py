@@ -236,7 +236,8 @@ SELECT NULL, borrower_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
        timezone, language, opted_out_channels, vulnerable,
        coalesce(phone, '') <> '', coalesce(email, '') <> '', NULL, NULL
 FROM borrowers
-WHERE borrower_id = ANY(CAST(:borrowers AS text[])) OR borrower_id IN (SELECT borrower_id FROM r)
+-- one array, not "= ANY(...) OR IN (SELECT ...)": an OR of the two read every borrower
+WHERE borrower_id = ANY(CAST(:borrowers AS text[]) || ARRAY(SELECT borrower_id FROM r))
 UNION ALL
 (SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
         NULL, NULL, NULL, NULL, NULL, NULL, version, document
