@@ -336,7 +336,8 @@ class ConsumerRunner:
                     await ahead
             await self._close_connection()
             with contextlib.suppress(Exception):
-                await self._commit_pending()
+                async with self._lock:  # a revocation meanwhile waits for these offsets
+                    await self._commit_pending()
             with contextlib.suppress(Exception):
                 await consumer.stop()
 
@@ -677,9 +678,13 @@ class ConsumerRunner:
     async def _commit_settled(self) -> None:
         """Wait for the offset commit in flight, if any."""
         task, self._committing = self._committing, None
-        if task is not None:
-            with contextlib.suppress(Exception):
-                await task
+        if task is None:
+            return
+        try:
+            await task
+        except Exception:  # not a Kafka error (those are handled in the task): say so
+            log.exception("offset commit failed; the batch will be redelivered and skipped",
+                          extra={"consumer": self.spec.name})
 
     async def _commit_offsets(self, offsets: dict[TopicPartition, OffsetAndMetadata]) -> None:
         consumer = self._consumer

@@ -82,6 +82,13 @@ class OutboxRelay:
 
     async def run(self) -> None:
         """Publish until :meth:`stop` is called."""
+        try:
+            await self._run()
+        finally:
+            await self._unlisten()
+            await self.close()
+
+    async def _run(self) -> None:
         await self._listen()
         backoff = Backoff()
         while not self._stopping.is_set():
@@ -111,8 +118,6 @@ class OutboxRelay:
                     log.warning("outbox housekeeping failed",
                                 extra={"relay": self.name, "error": repr(exc)})
                 await self._sleep(self.poll_interval, wakeable=True)
-        await self._unlisten()
-        await self.close()
 
     async def close(self) -> None:
         """Give back the connection the cycles keep (``run`` does this when it ends; a caller

@@ -70,10 +70,9 @@ class Scheduler:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(),
                                            self.settings.scheduler_interval_s)
-        await self.close()
 
     async def close(self) -> None:
-        """Give back the connection the ticks keep (``run`` does this when it ends)."""
+        """Give back the connection the ticks keep (the service does it when the job ends)."""
         await self._kept.close()
 
     async def stop(self) -> None:

@@ -47,7 +47,10 @@ def background(runtime: Runtime) -> Sequence[Callable[[], Awaitable[None]]]:
     dispatcher = Dispatcher(runtime.engine, s, runtime.topics, clock, source=runtime.source)
 
     async def scheduler_job() -> None:
-        await scheduler.run()
+        try:
+            await scheduler.run()
+        finally:  # cancelled at stop while asleep: give its kept connection back
+            await scheduler.close()
 
     async def dispatcher_job() -> None:
         try:
