@@ -174,10 +174,9 @@ class _Outcome:
             publish(ctx, row)
 
 
-async def release_due(ctx: BatchContext, now: datetime, policy: ContactPolicy,
-                      limit: int) -> int:
+async def release_due(ctx: BatchContext, now: datetime, limit: int) -> int:
     """Decide again the deferred contacts due by `now` (claimed with SKIP LOCKED), with fresh
-    loan, flag and borrower state."""
+    loan, flag and borrower state and the contact policy in force (read together)."""
     conn: AsyncConnection = ctx.conn
     rows = (await conn.execute(text("""
         SELECT contact_id, request FROM deferred_contacts WHERE due_at <= :now
@@ -193,6 +192,7 @@ async def release_due(ctx: BatchContext, now: datetime, policy: ContactPolicy,
     loans, profiles = state.loans, state.profiles
     batch = ContactBatch(skip_logged=False)
     for req in requests:
-        batch.add([req], now, policy, loans.get(req.loan_id), profiles.get(req.borrower_id))
+        batch.add([req], now, state.policy, loans.get(req.loan_id),
+                  profiles.get(req.borrower_id))
     await batch.decide_all(ctx)
     return len(rows)

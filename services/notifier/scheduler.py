@@ -42,8 +42,7 @@ class Scheduler:
         async with self._kept.begin() as conn:
             ctx = BatchContext(conn, self.topics, self.source)
             now = await self.clock.now(conn)
-            policy = (await store.load_policy(conn))[2]
-            released = await contacts.release_due(ctx, now, policy, self.settings.scheduler_batch)
+            released = await contacts.release_due(ctx, now, self.settings.scheduler_batch)
             await outbox.write(conn, ctx.outbox, self.settings.relay_shards,
                                self.settings.schema_name)
         return released
