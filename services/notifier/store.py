@@ -437,18 +437,6 @@ async def append_log(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> N
     await write_contacts(conn, rows)
 
 
-async def queue_deferred(conn: AsyncConnection,
-                         items: Sequence[tuple[ContactRequest, datetime]]) -> None:
-    """(request, due_at) into the deferred queue (:func:`write_contacts`)."""
-    await write_contacts(conn, (), deferred=items)
-
-
-async def queue_dispatch(conn: AsyncConnection,
-                         items: Sequence[tuple[ContactRequest, str]]) -> None:
-    """(request, template id) into the dispatch queue (:func:`write_contacts`)."""
-    await write_contacts(conn, (), dispatch=items)
-
-
 async def purge_contacts(conn: AsyncConnection, older_than: datetime) -> int:
     """Retention: the one deletion the contact log allows, by age only."""
     result = await conn.execute(text("DELETE FROM contacts WHERE recorded_at < :t"),

@@ -594,7 +594,8 @@ async def test_one_statement_writes_the_log_and_both_queues(engine, schema, uid)
     await migrate(DB_URL, schema, MIGRATIONS)
     try:
         async with engine.begin() as conn:
-            await store.queue_dispatch(conn, [(request(1, "sms"), "early.sms.zh-CN")])
+            await store.write_contacts(conn, (), dispatch=[(request(1, "sms"),
+                                                            "early.sms.zh-CN")])
         async with engine.begin() as conn:
             await store.write_contacts(
                 conn,
