@@ -37,7 +37,8 @@ BATCH_SECONDS = Histogram(
 BATCH_SIZE = Histogram(
     "qs_batch_size", "Messages per consumed batch", ["consumer"],
     buckets=(1, 5, 10, 50, 100, 250, 500, 1000, 2000, 5000))
-OUTBOX_BACKLOG = Gauge("qs_outbox_backlog", "Outbox rows not yet published", ["relay"])
+OUTBOX_BACKLOG = Gauge("qs_outbox_backlog", "Outbox rows waiting to be published (not quarantined)",
+                       ["relay"])
 OUTBOX_PUBLISHED = Counter(
     "qs_outbox_published_total", "Outbox rows published to Kafka", ["relay", "topic"])
 
