@@ -84,3 +84,52 @@ async def test_migrations_create_the_runtime_tables_once(uid):
             {"s": schema})).scalars())
     await engine.dispose()
     assert {"inbox", "outbox", "alembic_version"} <= tables
+
+
+async def _stat_targets(schema: str, tables: list[str]) -> dict[str, set[int]]:
+    """Each table's distinct column statistics targets (-1: the default)."""
+    engine = make_engine(DB_URL, schema)
+    try:
+        async with engine.connect() as conn:
+            rows = (await conn.execute(text(
+                "SELECT c.relname, coalesce(a.attstattarget, -1) FROM pg_attribute a "
+                "JOIN pg_class c ON c.oid = a.attrelid "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = :s AND c.relname = ANY(:t) AND a.attnum > 0 "
+                "AND NOT a.attisdropped"), {"s": schema, "t": tables})).all()
+    finally:
+        await engine.dispose()
+    found: dict[str, set[int]] = {}
+    for table, target in rows:
+        found.setdefault(table, set()).add(target)
+    return found
+
+
+async def test_queues_and_logs_get_small_analyze_samples_and_state_tables_keep_theirs(uid):
+    from alembic import command
+
+    from shared.migrations import LEAN_STATISTICS_TARGET, alembic_config
+
+    schema = f"t_{uid}_stats"
+    location = ROOT / "services" / "notifier" / "migrations"
+    lean = ["inbox", "outbox", "contacts", "deferred_contacts", "dispatch_queue"]
+    await migrate(DB_URL, schema, location, "0003")
+    assert set().union(*(await _stat_targets(schema, lean)).values()) == {-1}
+    await migrate(DB_URL, schema, location)
+    targets = await _stat_targets(schema, [*lean, "borrowers", "loans"])
+    assert {t: targets[t] for t in lean} == {t: {LEAN_STATISTICS_TARGET} for t in lean}
+    assert targets["borrowers"] == targets["loans"] == {-1}  # state tables: planner's full view
+
+    engine = make_engine(DB_URL, schema, pool_size=1)
+    try:
+        async with engine.begin() as conn:
+            def down(sync_conn) -> None:  # type: ignore[no-untyped-def]
+                cfg = alembic_config(location, schema)
+                cfg.attributes["connection"] = sync_conn
+                command.downgrade(cfg, "0003")
+            await conn.run_sync(down)
+        assert set().union(*(await _stat_targets(schema, lean)).values()) == {-1}
+    finally:
+        async with engine.begin() as conn:
+            await conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        await engine.dispose()

@@ -1,0 +1,28 @@
+"""Small ANALYZE samples for the tables every query reads by index: the inbox, the outbox,
+the contact log and the deferred and dispatch queues.
+
+Autoanalyze of them, with the default sample of 30,000 rows, took a core for a second or two
+every few minutes under load, and the stack's worst latencies came in those seconds; their
+plans never depended on the statistics it bought (see shared.migrations.LEAN_STATISTICS_TARGET).
+
+Revision ID: 0004
+Revises: 0003
+Create Date: 2026-11-29
+"""
+
+from alembic import op
+
+from shared.migrations import default_runtime_statistics, lean_runtime_statistics
+
+revision = "0004"
+down_revision = "0003"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    lean_runtime_statistics(op, "contacts", "deferred_contacts", "dispatch_queue")
+
+
+def downgrade() -> None:
+    default_runtime_statistics(op, "contacts", "deferred_contacts", "dispatch_queue")
