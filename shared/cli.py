@@ -89,6 +89,8 @@ def bench(
     kills: int = typer.Option(3, min=0, help="chaos: SIGKILLs of each service"),
     seed: int = typer.Option(7, help="chaos: seed of the stream and of the kills"),
     events_per_loan: int = typer.Option(25, min=6, help="chaos: events per loan (average)"),
+    timeline: str | None = typer.Option(None, help="stack: write each loan's 202, decision "
+                                        "and publication times to this CSV file"),
 ) -> None:
     """Run a benchmark and print Markdown tables.
 
@@ -116,6 +118,8 @@ def bench(
             run_dir=home / "run", rate=rate, seconds=seconds,
             zone=stack_bench.zone_for(zone)))
         console.print(stack_bench.report(result, rate))
+        if timeline:
+            stack_bench.write_timeline(result, Path(timeline))
         return
     if suite == "chaos":
         from shared.ops.chaos import bench_chaos

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import csv
 import os
 import time
 import uuid
@@ -35,6 +36,8 @@ import httpx
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+
+from shared.gc_tuning import tune_gc
 
 BATCH = 50
 # the services reading `loan-events`, whose backlog must be gone before the load starts
@@ -55,6 +58,8 @@ class StackBenchResult:
     to_topic_ms: list[float] = field(default_factory=list)
     cpu_during_load: dict[str, float] = field(default_factory=dict)
     zone: str = ""
+    # per loan: (loan id, 202 at, decision made at, decision read at), Unix seconds
+    timeline: list[tuple[str, float, float, float]] = field(default_factory=list)
 
     def percentile(self, p: float) -> float:
         return percentile(self.latencies_ms, p)
@@ -265,6 +270,10 @@ async def run(*, ingest_url: str, api_key: str, bootstrap: str, contacts_topic: 
             settled = await wait_until_consumed(
                 bootstrap, f"{prefix}loan-events",
                 [f"{prefix}qingshou-{name}" for name in SERVICES_ON_LOAN_EVENTS])
+            # the bench's own collector out of the measurement: a full collection of its heap
+            # (the setup's events, httpx, aiokafka) stalled its posting and its reading by
+            # 250-300 ms about a second into every run, a tail the stack had nothing to do with
+            tune_gc()
             cpu_before = cpu_seconds(run_dir)
             started = time.monotonic()
             pending = []
@@ -303,7 +312,18 @@ async def run(*, ingest_url: str, api_key: str, bootstrap: str, contacts_topic: 
         to_decision_ms=[(decided_at[k] - accepted[k]) * 1000 for k in seen],
         to_topic_ms=[(first_decision[k] - decided_at[k]) * 1000 for k in seen],
         cpu_during_load=cpu_by_role(cpu_before, cpu_after),
+        timeline=[(k, accepted[k], decided_at[k], first_decision[k]) for k in seen],
         zone=zone)
+
+
+def write_timeline(result: StackBenchResult, path: Path) -> None:
+    """Each loan's moments as CSV, in order of acceptance: to find where a tail comes from
+    (lay it beside what else ran at that moment: autovacuum, a periodic job, another run)."""
+    with path.open("w", newline="") as out:
+        rows = csv.writer(out)
+        rows.writerow(["loan_id", "accepted_at", "decided_at", "published_at"])
+        for loan, *moments in sorted(result.timeline, key=lambda row: row[1]):
+            rows.writerow([loan, *(f"{m:.6f}" for m in moments)])
 
 
 def report(result: StackBenchResult, rate: int) -> str:

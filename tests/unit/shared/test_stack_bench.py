@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import csv
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from shared.ops.stack_bench import cpu_by_role, zone_for
+from shared.ops.stack_bench import StackBenchResult, cpu_by_role, write_timeline, zone_for
 
 
 @pytest.mark.parametrize("season", [datetime(2026, 1, 15, tzinfo=UTC),
@@ -33,3 +35,14 @@ def test_cpu_by_role_counts_what_live_processes_used_since_the_first_snapshot() 
              5: ("other", 1.0)}
     # pid 3 ended in between: left out, not subtracted; pid 4 started: all of it counts
     assert cpu_by_role(before, after) == {"notifier": 2.5, "postgres": 1.5, "other": 1.0}
+
+
+def test_the_timeline_lists_each_loan_once_in_order_of_acceptance(tmp_path: Path) -> None:
+    result = StackBenchResult(sent=2, decided=2, seconds=1.0, latencies_ms=[], peak_rss_mb={},
+                              timeline=[("L2", 20.5, 20.6, 20.75), ("L1", 10.0, 10.05, 10.125)])
+    write_timeline(result, tmp_path / "t.csv")
+    with (tmp_path / "t.csv").open() as f:
+        rows = list(csv.reader(f))
+    assert rows == [["loan_id", "accepted_at", "decided_at", "published_at"],
+                    ["L1", "10.000000", "10.050000", "10.125000"],
+                    ["L2", "20.500000", "20.600000", "20.750000"]]
