@@ -28,6 +28,9 @@ app.add_typer(dlq_app, name="dlq")
 app.add_typer(stack_app, name="stack")
 app.add_typer(loan_app, name="loan")
 app.add_typer(demo_app, name="demo")
+outbox_app = typer.Typer(help="Outbox rows the broker refused for good (quarantined): list them, "
+                         "send them again.", no_args_is_help=True)
+app.add_typer(outbox_app, name="outbox")
 console = Console()
 
 SERVICE_PORTS = {"ingest": 8001, "staging": 8002, "notifier": 8003, "incentives": 8004}
@@ -246,6 +249,70 @@ def dlq_replay(
         console.print(f"  {escape(r.letter.position)} -> {escape(r.topic)}:{r.partition}:"
                       f"{r.offset}")
     console.print(f"replayed {len(done)} dead letter(s)")
+
+
+# -- quarantined outbox rows ---------------------------------------------------------------------
+
+@outbox_app.command("list")
+def outbox_list(
+    service: list[str] | None = typer.Option(None, help="only this service's outbox "
+                                             "(repeatable; default: staging, notifier, "
+                                             "incentives)"),
+    schema: str | None = typer.Option(None, help="read this schema instead (QS_DB_SCHEMA of "
+                                      "an instance that overrides it)"),
+    limit: int = typer.Option(1000, min=1, help="at most this many per outbox"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON lines instead of a table"),
+) -> None:
+    """List the quarantined rows of the services' outboxes (read only)."""
+    from shared.ops.outbox import OUTBOX_SERVICES, list_quarantined
+
+    schemas = [schema] if schema else list(service or OUTBOX_SERVICES)
+    try:
+        rows = asyncio.run(list_quarantined(ServiceSettings().database_url, schemas, limit))
+    except Exception as exc:  # PostgreSQL unreachable, a schema missing: one line
+        console.print(f"[red]could not read the outboxes: {escape(repr(exc))}[/]")
+        raise typer.Exit(1) from exc
+    if as_json:
+        for row in rows:
+            typer.echo(orjson.dumps(row.to_dict()).decode())
+        return
+    table = Table("outbox", "id", "topic", "key", "bytes", "created at", "quarantined at",
+                  "error", title=f"{len(rows)} quarantined outbox row(s)")
+    for r in rows:
+        table.add_row(escape(r.schema), str(r.id), escape(r.topic),
+                      escape(r.key.decode("utf-8", "replace") if r.key is not None else ""),
+                      f"{r.size:,}", r.created_at.isoformat(timespec="seconds"),
+                      r.failed_at.isoformat(timespec="seconds"), escape(_short(r.last_error, 60)))
+    console.print(table)
+
+
+@outbox_app.command("retry")
+def outbox_retry(
+    service: str = typer.Argument(..., help="whose outbox: staging, notifier or incentives"),
+    ids: list[int] = typer.Argument(..., help="row ids, as `qingshou outbox list` shows them"),
+    schema: str | None = typer.Option(None, help="the schema, when not the service's name"),
+    yes: bool = typer.Option(False, "--yes", "-y", help="do not ask for confirmation"),
+) -> None:
+    """Send quarantined rows again once their cause is mended (the broker's message size
+    raised, the topic created): their mark is cleared and the service's relay publishes them
+    in its next cycle, after the rows of their key published meanwhile."""
+    from shared.ops.outbox import retry_quarantined
+
+    if not yes and not typer.confirm(f"Send {len(ids)} quarantined row(s) of {service} again?"):
+        console.print("cancelled; nothing changed")
+        raise typer.Exit(1)
+    try:
+        done = asyncio.run(retry_quarantined(ServiceSettings().database_url,
+                                             schema or service, ids))
+    except Exception as exc:
+        console.print(f"[red]retry failed: {escape(repr(exc))}[/]")
+        raise typer.Exit(1) from exc
+    missed = sorted(set(ids) - set(done))
+    console.print(f"{len(done)} row(s) handed back to the relay: {done}")
+    if missed:
+        console.print(f"[yellow]not quarantined (already sent, unknown, or not set aside): "
+                      f"{missed}[/]")
+        raise typer.Exit(2)
 
 
 # -- the stack ---------------------------------------------------------------------------------

@@ -39,6 +39,9 @@ BATCH_SIZE = Histogram(
     buckets=(1, 5, 10, 50, 100, 250, 500, 1000, 2000, 5000))
 OUTBOX_BACKLOG = Gauge("qs_outbox_backlog", "Outbox rows waiting to be published (not quarantined)",
                        ["relay"])
+OUTBOX_QUARANTINED = Gauge(
+    "qs_outbox_quarantined", "Outbox rows the broker refused for good, waiting for an operator "
+    "(qingshou outbox list)", ["relay"])
 OUTBOX_PUBLISHED = Counter(
     "qs_outbox_published_total", "Outbox rows published to Kafka", ["relay", "topic"])
 

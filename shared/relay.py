@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared.db import KeptConnection, make_engine
 from shared.kafka import PRODUCER_STATE_ERRORS, Producer, make_producer
-from shared.metrics import OUTBOX_BACKLOG, OUTBOX_PUBLISHED
+from shared.metrics import OUTBOX_BACKLOG, OUTBOX_PUBLISHED, OUTBOX_QUARANTINED
 from shared.outbox import notify_channel
 from shared.transient import Backoff, is_transient
 
@@ -245,23 +245,30 @@ class OutboxRelay:
         return found
 
     async def backlog(self) -> int:
-        """Rows waiting to be published: the pending index's entries (quarantined rows are
-        set aside, not waiting). Counted on the index, never the table: the outbox is mostly
-        dead rows between autovacuums, and a scan of it every few seconds in each service
-        cost the stack 40-200 ms of a core each time under load."""
+        return (await self.counts())[0]
+
+    async def counts(self) -> tuple[int, int]:
+        """Rows waiting to be published, and rows quarantined (set aside for an operator).
+        Each counted on its partial index, never the table: the outbox is mostly dead rows
+        between autovacuums, and a scan of it every few seconds in each service cost the
+        stack 40-200 ms of a core each time under load."""
         async with self.engine.connect() as conn:
-            return int((await conn.execute(text(
-                "SELECT count(*) FROM outbox WHERE sent_at IS NULL AND failed_at IS NULL"
-            ))).scalar_one())
+            row = (await conn.execute(text(
+                "SELECT (SELECT count(*) FROM outbox WHERE sent_at IS NULL AND failed_at IS NULL),"
+                " (SELECT count(*) FROM outbox WHERE failed_at IS NOT NULL)"))).one()
+        return int(row[0]), int(row[1])
 
     async def _maintain(self) -> None:
-        """Every few seconds: update the backlog gauge and delete rows sent long ago (rows
-        marked sent by relays of earlier versions, which kept them for ``retention_s``)."""
+        """Every few seconds: update the backlog and quarantine gauges and delete rows sent
+        long ago (rows marked sent by relays of earlier versions, which kept them for
+        ``retention_s``)."""
         now = time.monotonic()
         if now - self._last_cleanup < 5.0:
             return
         self._last_cleanup = now
-        OUTBOX_BACKLOG.labels(self.name).set(await self.backlog())
+        waiting, quarantined = await self.counts()
+        OUTBOX_BACKLOG.labels(self.name).set(waiting)
+        OUTBOX_QUARANTINED.labels(self.name).set(quarantined)
         async with self.engine.begin() as conn:
             await conn.execute(
                 text("DELETE FROM outbox WHERE sent_at < now() - make_interval(secs => :s)"),

@@ -119,6 +119,13 @@ async def test_queues_and_logs_get_small_analyze_samples_and_state_tables_keep_t
     targets = await _stat_targets(schema, [*lean, "borrowers", "loans"])
     assert {t: targets[t] for t in lean} == {t: {LEAN_STATISTICS_TARGET} for t in lean}
     assert targets["borrowers"] == targets["loans"] == {-1}  # state tables: planner's full view
+    engine = make_engine(DB_URL, schema, pool_size=1)
+    async with engine.connect() as conn:  # the quarantined rows' own index (0005)
+        indexes = set((await conn.execute(text(
+            "SELECT indexname FROM pg_indexes WHERE schemaname = :s AND tablename = 'outbox'"),
+            {"s": schema})).scalars())
+    await engine.dispose()
+    assert {"outbox_pending", "outbox_quarantined"} <= indexes
 
     engine = make_engine(DB_URL, schema, pool_size=1)
     try:
