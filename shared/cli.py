@@ -93,7 +93,7 @@ def bench(
     seed: int = typer.Option(7, help="chaos: seed of the stream and of the kills"),
     events_per_loan: int = typer.Option(25, min=6, help="chaos: events per loan (average)"),
     timeline: str | None = typer.Option(None, help="stack: write each loan's 202, decision "
-                                        "and publication times to this CSV file"),
+                                        "and read times to this CSV file"),
 ) -> None:
     """Run a benchmark and print Markdown tables.
 
@@ -114,6 +114,8 @@ def bench(
         from shared.ops import stack_bench
 
         home = Path(os.environ.get("QS_HOME", Path(__file__).resolve().parents[1] / ".local"))
+        if timeline and not Path(timeline).resolve().parent.is_dir():
+            raise typer.BadParameter(f"no folder for {timeline}", param_hint="--timeline")
         result = asyncio.run(stack_bench.run(
             ingest_url=f"http://127.0.0.1:{_port('ingest')}", api_key=api_key,
             bootstrap=s.kafka_bootstrap,
@@ -267,23 +269,35 @@ def outbox_list(
     from shared.ops.outbox import OUTBOX_SERVICES, list_quarantined
 
     schemas = [schema] if schema else list(service or OUTBOX_SERVICES)
-    try:
-        rows = asyncio.run(list_quarantined(ServiceSettings().database_url, schemas, limit))
-    except Exception as exc:  # PostgreSQL unreachable, a schema missing: one line
-        console.print(f"[red]could not read the outboxes: {escape(repr(exc))}[/]")
-        raise typer.Exit(1) from exc
+    errors = Console(stderr=True)  # the JSON lines on stdout stay clean
+    rows, failed = [], False
+    for name in schemas:  # an outbox that cannot be read (not deployed here): the others still
+        try:
+            found = asyncio.run(list_quarantined(ServiceSettings().database_url, [name], limit))
+        except Exception as exc:  # PostgreSQL unreachable, a schema missing: one line each
+            errors.print(f"[red]could not read the outbox of {escape(name)}: "
+                         f"{escape(repr(exc))}[/]")
+            failed = True
+            continue
+        if len(found) >= limit:
+            errors.print(f"[yellow]{escape(name)}: the first {limit} shown; there may be more "
+                         f"(--limit)[/]")
+        rows += found
     if as_json:
         for row in rows:
             typer.echo(orjson.dumps(row.to_dict()).decode())
-        return
-    table = Table("outbox", "id", "topic", "key", "bytes", "created at", "quarantined at",
-                  "error", title=f"{len(rows)} quarantined outbox row(s)")
-    for r in rows:
-        table.add_row(escape(r.schema), str(r.id), escape(r.topic),
-                      escape(r.key.decode("utf-8", "replace") if r.key is not None else ""),
-                      f"{r.size:,}", r.created_at.isoformat(timespec="seconds"),
-                      r.failed_at.isoformat(timespec="seconds"), escape(_short(r.last_error, 60)))
-    console.print(table)
+    else:
+        table = Table("outbox", "id", "topic", "key", "bytes", "created at", "quarantined at",
+                      "error", title=f"{len(rows)} quarantined outbox row(s)")
+        for r in rows:
+            table.add_row(escape(r.schema), str(r.id), escape(r.topic),
+                          escape(r.key.decode("utf-8", "replace") if r.key is not None else ""),
+                          f"{r.size:,}", r.created_at.isoformat(timespec="seconds"),
+                          r.failed_at.isoformat(timespec="seconds"),
+                          escape(_short(r.last_error, 60)))
+        console.print(table)
+    if failed:
+        raise typer.Exit(1)
 
 
 @outbox_app.command("retry")
@@ -296,23 +310,27 @@ def outbox_retry(
     """Send quarantined rows again once their cause is mended (the broker's message size
     raised, the topic created): their mark is cleared and the service's relay publishes them
     in its next cycle, after the rows of their key published meanwhile."""
-    from shared.ops.outbox import retry_quarantined
+    from shared.ops.outbox import OUTBOX_SERVICES, retry_quarantined
 
+    if schema is None and service not in OUTBOX_SERVICES:
+        raise typer.BadParameter(f"one of {', '.join(OUTBOX_SERVICES)} (or give --schema)",
+                                 param_hint="service")
     if not yes and not typer.confirm(f"Send {len(ids)} quarantined row(s) of {service} again?"):
         console.print("cancelled; nothing changed")
-        raise typer.Exit(1)
+        return
+    settings = ServiceSettings()
     try:
-        done = asyncio.run(retry_quarantined(ServiceSettings().database_url,
-                                             schema or service, ids))
+        done = asyncio.run(retry_quarantined(settings.database_url, schema or service, ids,
+                                             settings.relay_shards))
     except Exception as exc:
         console.print(f"[red]retry failed: {escape(repr(exc))}[/]")
         raise typer.Exit(1) from exc
     missed = sorted(set(ids) - set(done))
     console.print(f"{len(done)} row(s) handed back to the relay: {done}")
-    if missed:
+    if missed:  # exit 3: not a usage error (2), not a failure (1)
         console.print(f"[yellow]not quarantined (already sent, unknown, or not set aside): "
                       f"{missed}[/]")
-        raise typer.Exit(2)
+        raise typer.Exit(3)
 
 
 # -- the stack ---------------------------------------------------------------------------------

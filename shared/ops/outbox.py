@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from sqlalchemy import text
 
 from shared.db import make_engine
-from shared.outbox import notify_channel
+from shared.outbox import notify_channel, shard_of
 
 __all__ = ["OUTBOX_SERVICES", "QuarantinedRow", "list_quarantined", "retry_quarantined"]
 
@@ -33,11 +33,20 @@ SELECT id, topic, key, octet_length(value) AS size, created_at, failed_at, last_
 FROM outbox WHERE failed_at IS NOT NULL ORDER BY id LIMIT :n
 """)
 
+_HELD = text("""
+SELECT id, key FROM outbox
+WHERE id = ANY(CAST(:ids AS bigint[])) AND failed_at IS NOT NULL AND sent_at IS NULL
+ORDER BY id FOR UPDATE
+""")
+
+# the shard again from the key: the relays' shard count may have changed while the row waited,
+# and a row on a shard no relay claims any more would wait for ever
 _RETRY = text("""
 WITH cleared AS (
-    UPDATE outbox SET failed_at = NULL, last_error = NULL
-    WHERE id = ANY(CAST(:ids AS bigint[])) AND failed_at IS NOT NULL AND sent_at IS NULL
-    RETURNING id
+    UPDATE outbox SET failed_at = NULL, last_error = NULL, shard = u.shard
+    FROM unnest(CAST(:ids AS bigint[]), CAST(:shards AS smallint[])) AS u(id, shard)
+    WHERE outbox.id = u.id
+    RETURNING outbox.id
 )
 SELECT id, pg_notify(:ch, '') IS NULL FROM cleared ORDER BY id
 """)
@@ -77,14 +86,21 @@ async def list_quarantined(db_url: str, schemas: Sequence[str],
     return found
 
 
-async def retry_quarantined(db_url: str, schema: str, ids: Sequence[int]) -> list[int]:
-    """Clear the quarantine of ``ids`` in ``schema``'s outbox and wake its relay; the ids
-    that were quarantined (others, already sent or never quarantined, are left alone)."""
+async def retry_quarantined(db_url: str, schema: str, ids: Sequence[int],
+                            shards: int) -> list[int]:
+    """Clear the quarantine of ``ids`` in ``schema``'s outbox, put each on its key's shard
+    among ``shards`` (the relays' ``QS_RELAY_SHARDS`` now) and wake the relay; the ids that
+    were quarantined (others, already sent or never quarantined, are left alone)."""
     engine = make_engine(db_url, schema, pool_size=1)
     try:
         async with engine.begin() as conn:
-            rows = (await conn.execute(_RETRY, {"ids": list(ids),
-                                                "ch": notify_channel(schema)})).all()
+            held = (await conn.execute(_HELD, {"ids": list(ids)})).all()
+            if not held:
+                return []
+            rows = (await conn.execute(_RETRY, {
+                "ids": [r.id for r in held],
+                "shards": [shard_of(r.key, shards) for r in held],
+                "ch": notify_channel(schema)})).all()
     finally:
         await engine.dispose()
     return [r[0] for r in rows]

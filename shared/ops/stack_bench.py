@@ -317,11 +317,13 @@ async def run(*, ingest_url: str, api_key: str, bootstrap: str, contacts_topic: 
 
 
 def write_timeline(result: StackBenchResult, path: Path) -> None:
-    """Each loan's moments as CSV, in order of acceptance: to find where a tail comes from
-    (lay it beside what else ran at that moment: autovacuum, a periodic job, another run)."""
+    """Each loan's moments as CSV, in order of acceptance: ingest's 202, the decision's own
+    time stamp, and when the bench read it from `contact-outcomes` (Unix seconds). To find
+    where a tail comes from, lay it beside what else ran at that moment (autovacuum, a
+    checkpoint, a periodic job)."""
     with path.open("w", newline="") as out:
         rows = csv.writer(out)
-        rows.writerow(["loan_id", "accepted_at", "decided_at", "published_at"])
+        rows.writerow(["loan_id", "accepted_at", "decided_at", "read_at"])
         for loan, *moments in sorted(result.timeline, key=lambda row: row[1]):
             rows.writerow([loan, *(f"{m:.6f}" for m in moments)])
 

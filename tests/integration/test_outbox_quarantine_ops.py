@@ -61,11 +61,11 @@ async def test_a_refused_row_is_counted_listed_and_sent_again_once_mended(
     result = await asyncio.to_thread(
         runner.invoke, cli.app,
         ["outbox", "retry", "notifier", str(row.id), str(row.id + 1000), "--schema", schema,
-         "--yes"], env={"QS_DATABASE_URL": DB_URL})
-    assert result.exit_code == 2, result.output  # one id was not quarantined
+         "--yes"], env={"QS_DATABASE_URL": DB_URL, "QS_RELAY_SHARDS": "4"})
+    assert result.exit_code == 3, result.output  # one id was not quarantined
     assert f"[{row.id}]" in result.output and str(row.id + 1000) in result.output
     assert await relay.counts() == (1, 0)
-    assert await retry_quarantined(DB_URL, schema, [row.id]) == []  # no longer quarantined
+    assert await retry_quarantined(DB_URL, schema, [row.id], 4) == []  # no longer quarantined
 
     relay = OutboxRelay(engine, producer, schema, shards=4, poll_interval=0.05)
     task = asyncio.create_task(relay.run())
@@ -76,3 +76,18 @@ async def test_a_refused_row_is_counted_listed_and_sent_again_once_mended(
     assert await relay.counts() == (0, 0)
     async with engine.connect() as conn:
         assert (await conn.execute(text("SELECT count(*) FROM outbox"))).scalar_one() == 0
+
+
+async def test_a_retried_row_moves_to_its_keys_shard_among_the_relays_shards_now(engine, schema):
+    """Quarantined under 16 shards, retried when the relays run 4: a row left on shard 12
+    would never be claimed again."""
+    await create_probe_schema(engine, schema)
+    key = next(k for k in (f"K{n}".encode() for n in range(100)) if outbox.shard_of(k, 16) >= 4)
+    async with engine.begin() as conn:
+        await outbox.write(conn, [outbox.OutboxMessage("t", key, b"{}")], 16, schema)
+        await conn.execute(text("UPDATE outbox SET failed_at = now(), last_error = 'refused'"))
+        row_id = (await conn.execute(text("SELECT id FROM outbox"))).scalar_one()
+    assert await retry_quarantined(DB_URL, schema, [row_id], 4) == [row_id]
+    async with engine.connect() as conn:
+        shard, failed = (await conn.execute(text("SELECT shard, failed_at FROM outbox"))).one()
+    assert (shard, failed) == (outbox.shard_of(key, 4), None)

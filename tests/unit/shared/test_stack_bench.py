@@ -43,6 +43,6 @@ def test_the_timeline_lists_each_loan_once_in_order_of_acceptance(tmp_path: Path
     write_timeline(result, tmp_path / "t.csv")
     with (tmp_path / "t.csv").open() as f:
         rows = list(csv.reader(f))
-    assert rows == [["loan_id", "accepted_at", "decided_at", "published_at"],
+    assert rows == [["loan_id", "accepted_at", "decided_at", "read_at"],
                     ["L1", "10.000000", "10.050000", "10.125000"],
                     ["L2", "20.500000", "20.600000", "20.750000"]]
