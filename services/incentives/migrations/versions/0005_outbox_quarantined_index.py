@@ -1,6 +1,7 @@
 """An index of the outbox's quarantined rows only: the relay counts them every few seconds
 (gauge `qs_outbox_quarantined`) and `qingshou outbox list` reads them, without a scan of the
-table (see shared.migrations.OUTBOX_QUARANTINED_INDEX).
+table (see shared.migrations.OUTBOX_QUARANTINED_INDEX). Built in the migration's transaction,
+so other instances' outbox writes wait for one scan of the outbox (kept small by the relay).
 
 Revision ID: 0005
 Revises: 0004
