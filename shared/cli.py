@@ -273,7 +273,7 @@ def outbox_list(
     rows, failed = [], False
     for name in schemas:  # an outbox that cannot be read (not deployed here): the others still
         try:
-            found = asyncio.run(list_quarantined(ServiceSettings().database_url, [name], limit))
+            found = asyncio.run(list_quarantined(ServiceSettings().database_url, name, limit))
         except Exception as exc:  # PostgreSQL unreachable, a schema missing: one line each
             errors.print(f"[red]could not read the outbox of {escape(name)}: "
                          f"{escape(repr(exc))}[/]")

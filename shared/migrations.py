@@ -105,17 +105,17 @@ BEGIN
 END $$"""
 
 
-def lean_runtime_statistics(op, *tables: str) -> None:  # type: ignore[no-untyped-def]
-    """Small ANALYZE samples for the inbox and outbox (every query on them is an index
-    lookup, see ``LEAN_STATISTICS_TARGET``) and for ``tables``, a service's own queues and
-    logs of that kind."""
-    for table in ("inbox", "outbox", *tables):
-        op.execute(lean_statistics_sql(table))
+def runtime_statistics_sql(*tables: str, target: int = LEAN_STATISTICS_TARGET) -> list[str]:
+    """:func:`lean_statistics_sql` for the inbox and outbox (every query on them is an index
+    lookup) and for ``tables``, a service's own queues and logs of that kind."""
+    return [lean_statistics_sql(table, target) for table in ("inbox", "outbox", *tables)]
 
 
-def default_runtime_statistics(op, *tables: str) -> None:  # type: ignore[no-untyped-def]
-    for table in ("inbox", "outbox", *tables):
-        op.execute(lean_statistics_sql(table, -1))
+def set_runtime_statistics(op, *tables: str,  # type: ignore[no-untyped-def]
+                           target: int = LEAN_STATISTICS_TARGET) -> None:
+    """Apply :func:`runtime_statistics_sql` in a migration (``target=-1`` to downgrade)."""
+    for statement in runtime_statistics_sql(*tables, target=target):
+        op.execute(statement)
 
 
 def run_env() -> None:

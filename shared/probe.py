@@ -18,7 +18,7 @@ from shared.consumer import ConsumerSpec
 from shared.context import BatchContext
 from shared.db import JSON_ROWS, rows_json
 from shared.events import Event
-from shared.migrations import OUTBOX_QUARANTINED_INDEX, RUNTIME_TABLES, lean_statistics_sql
+from shared.migrations import OUTBOX_QUARANTINED_INDEX, RUNTIME_TABLES, runtime_statistics_sql
 from shared.topics import LOAN_EVENTS, REPAYMENTS_APPLIED
 
 PROBE_TABLE = """
@@ -56,8 +56,8 @@ async def create_probe_schema(engine: AsyncEngine, schema: str) -> None:
                 await conn.execute(text(statement))
         await conn.execute(text(PROBE_TABLE))
         await conn.execute(text(OUTBOX_QUARANTINED_INDEX))
-        for table in ("inbox", "outbox"):  # as the services' migrations leave them
-            await conn.execute(text(lean_statistics_sql(table)))
+        for statement in runtime_statistics_sql():  # as the services' migrations leave them
+            await conn.execute(text(statement))
 
 
 def _applied(ctx: BatchContext, event: Event) -> None:

@@ -70,20 +70,16 @@ class QuarantinedRow:
                 "failed_at": self.failed_at.isoformat(), "last_error": self.last_error}
 
 
-async def list_quarantined(db_url: str, schemas: Sequence[str],
-                           limit: int = 1000) -> list[QuarantinedRow]:
-    """The quarantined rows of each schema's outbox, oldest first (at most ``limit`` each)."""
-    found: list[QuarantinedRow] = []
-    for schema in schemas:
-        engine = make_engine(db_url, schema, pool_size=1)
-        try:
-            async with engine.connect() as conn:
-                rows = (await conn.execute(_LIST, {"n": limit})).all()
-        finally:
-            await engine.dispose()
-        found += [QuarantinedRow(schema, r.id, r.topic, r.key, r.size, r.created_at,
-                                 r.failed_at, r.last_error) for r in rows]
-    return found
+async def list_quarantined(db_url: str, schema: str, limit: int = 1000) -> list[QuarantinedRow]:
+    """The quarantined rows of ``schema``'s outbox, oldest first (at most ``limit``)."""
+    engine = make_engine(db_url, schema, pool_size=1)
+    try:
+        async with engine.connect() as conn:
+            rows = (await conn.execute(_LIST, {"n": limit})).all()
+    finally:
+        await engine.dispose()
+    return [QuarantinedRow(schema, r.id, r.topic, r.key, r.size, r.created_at, r.failed_at,
+                           r.last_error) for r in rows]
 
 
 async def retry_quarantined(db_url: str, schema: str, ids: Sequence[int],

@@ -44,7 +44,7 @@ async def test_a_refused_row_is_counted_listed_and_sent_again_once_mended(
     await task
     assert await relay.counts() == (0, 1)  # nothing waiting, one set aside
 
-    [row] = await list_quarantined(DB_URL, [schema])
+    [row] = await list_quarantined(DB_URL, schema)
     assert (row.topic, row.key, row.size) == (topic, b"K2", len(huge))
     assert "too large" in (row.last_error or "").lower() or "TooLarge" in (row.last_error or "")
     result = await asyncio.to_thread(

@@ -11,7 +11,7 @@ Create Date: 2026-11-29
 
 from alembic import op
 
-from shared.migrations import default_runtime_statistics, lean_runtime_statistics
+from shared.migrations import set_runtime_statistics
 
 revision = "0006"
 down_revision = "0005"
@@ -20,8 +20,8 @@ depends_on = None
 
 
 def upgrade() -> None:
-    lean_runtime_statistics(op)
+    set_runtime_statistics(op)
 
 
 def downgrade() -> None:
-    default_runtime_statistics(op)
+    set_runtime_statistics(op, target=-1)
