@@ -58,6 +58,7 @@ from shared.metrics import (
     EVENTS_DUPLICATE,
     EVENTS_FAILED,
 )
+from shared.relay import InlineRelay
 from shared.topics import TopicNames, dlq
 from shared.transient import Backoff, is_transient
 
@@ -117,6 +118,11 @@ class RunnerConfig:
     352-466 ms (A/B on the same stack). A consumer whose ``max_records`` is below it never
     reads ahead.
 
+    ``inline_publish_max``: with an :class:`~shared.relay.InlineRelay` given to the runner, a
+    batch that wrote between 1 and this many outbox rows publishes them itself once committed,
+    while it fetches the next batch, instead of waking the relay thread; a larger one (a
+    backlog) leaves them to the relay thread, on the other core.
+
     ``skipped_commit_interval_s``: the position past a batch that held only types this consumer
     skips is committed with the next batch that writes, or after this long: an offset commit
     per such batch was the largest cost of a consumer that skips most of a busy topic (staging
@@ -138,6 +144,7 @@ class RunnerConfig:
     outbox_shards: int = 16
     client_id: str | None = None
     read_ahead_from: int = 1000
+    inline_publish_max: int = 500
 
 
 @dataclass(slots=True)
@@ -230,8 +237,10 @@ class _Revocation(ConsumerRebalanceListener):
 class ConsumerRunner:
     """Runs one :class:`ConsumerSpec` against Kafka and the service's schema."""
 
-    def __init__(self, spec: ConsumerSpec, engine: AsyncEngine, config: RunnerConfig):
+    def __init__(self, spec: ConsumerSpec, engine: AsyncEngine, config: RunnerConfig,
+                 inline: InlineRelay | None = None):
         self.spec = spec
+        self.inline = inline  # publishes small batches' outbox rows (RunnerConfig)
         self.engine = engine
         self.config = config
         self._consumer: AIOKafkaConsumer | None = None
@@ -334,6 +343,8 @@ class ConsumerRunner:
                 ahead.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await ahead
+            if self.inline is not None:
+                await self.inline.settle()
             await self._close_connection()
             with contextlib.suppress(Exception):
                 async with self._lock:  # a revocation meanwhile waits for these offsets
@@ -590,8 +601,13 @@ class ConsumerRunner:
             dead = await self._drop_known_dead(conn, dead)
             await inbox.mark_dead(conn, spec.name, [i.key for i in dead])
             messages = ctx.outbox + [self._dead_letter(i) for i in dead]
-            await outbox.write(conn, messages, cfg.outbox_shards, cfg.schema)
+            inline = self.inline is not None and 0 < len(messages) <= cfg.inline_publish_max
+            await outbox.write(conn, messages, cfg.outbox_shards, cfg.schema,
+                               notify=not inline)
         # committed
+        if inline:
+            assert self.inline is not None
+            self.inline.kick(len(messages))
         self.applied += len(todo)
         self.dead_lettered += len(dead)
         if duplicates:

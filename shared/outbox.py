@@ -43,17 +43,18 @@ def message_for(topic: str, event: Event) -> OutboxMessage:
 
 # One round trip: the rows, and the relay's wake-up when the transaction commits (a
 # data-modifying CTE runs to completion whether or not the query reads it).
-_INSERT = text("""
-WITH rows AS (
+_ROWS = """
     INSERT INTO outbox (shard, topic, key, value, headers)
     SELECT u.shard, u.topic, u.key, u.value, CAST(u.headers AS jsonb)
     FROM unnest(CAST(:shards AS smallint[]), CAST(:topics AS text[]), CAST(:keys AS bytea[]),
                 CAST(:values AS bytea[]), CAST(:headers AS text[]))
          WITH ORDINALITY AS u(shard, topic, key, value, headers, n)
     ORDER BY u.n
-)
-SELECT pg_notify(:ch, '')
-""")
+"""
+_INSERT = text(f"WITH rows AS ({_ROWS}) SELECT pg_notify(:ch, '')")
+# the same rows without waking any relay: the writer publishes them itself right after it
+# commits (shared.relay.InlineRelay)
+_INSERT_QUIET = text(_ROWS)
 
 # the headers of every event message (message_for), shared by all of them (never mutate it):
 # serialised once, not per message
@@ -62,16 +63,21 @@ _EVENT_HEADERS_JSON = orjson.dumps(EVENT_HEADERS).decode()
 
 
 async def write(conn: AsyncConnection, messages: Sequence[OutboxMessage], shards: int,
-                schema: str) -> None:
-    """Insert ``messages`` (in order) and notify the relay when the transaction commits."""
+                schema: str, notify: bool = True) -> None:
+    """Insert ``messages`` (in order) and notify the relays when the transaction commits
+    (``notify=False``: the caller publishes them itself once committed, and wakes a relay
+    only for what it could not publish)."""
     if not messages:
         return
-    await conn.execute(_INSERT, {
+    params = {
         "shards": [shard_of(m.key, shards) for m in messages],
         "topics": [m.topic for m in messages],
         "keys": [m.key for m in messages],
         "values": [m.value for m in messages],
         "headers": [_EVENT_HEADERS_JSON if m.headers is EVENT_HEADERS
                     else orjson.dumps(m.headers).decode() for m in messages],
-        "ch": notify_channel(schema),
-    })
+    }
+    if notify:
+        await conn.execute(_INSERT, {**params, "ch": notify_channel(schema)})
+    else:
+        await conn.execute(_INSERT_QUIET, params)

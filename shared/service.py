@@ -30,7 +30,7 @@ from shared.kafka import Producer, ensure_topics, make_producer
 from shared.logs import configure_logging
 from shared.migrations import migrate
 from shared.problems import install_problem_handlers
-from shared.relay import RelayThread
+from shared.relay import RELAY_SESSION_SETTINGS, InlineRelay, OutboxRelay, RelayThread
 from shared.settings import ServiceSettings
 from shared.topics import ALL_TOPICS, TopicNames
 
@@ -68,6 +68,7 @@ class Runtime:
     extras: dict[str, Any] = field(default_factory=dict)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _background: list[asyncio.Task[None]] = field(default_factory=list)
+    _relay_engine: AsyncEngine | None = None  # the inline relay's (_inline_relay)
 
     @property
     def source(self) -> str:
@@ -100,7 +101,8 @@ class Runtime:
                 bootstrap=s.kafka_bootstrap, group_id=s.group_id, schema=s.schema_name,
                 topics=self.topics, source=self.source, max_records=s.consumer_max_records,
                 poll_timeout_ms=s.consumer_poll_timeout_ms, outbox_shards=s.relay_shards,
-                client_id=f"{d.name}-consumer"))
+                client_id=f"{d.name}-consumer", inline_publish_max=s.relay_inline_max),
+                inline=self._inline_relay() if s.relay_inline_max > 0 else None)
             await self.runner.start()
             self._spawn(self.runner.run(), "consumer")
             self.extras["consumer_task"] = self._tasks[-1]
@@ -111,6 +113,17 @@ class Runtime:
             await self.relay.start()
         for job in d.background(self):
             self._spawn(job(), getattr(job, "__name__", "background"), background=True)
+
+    def _inline_relay(self) -> InlineRelay:
+        """The consumer's own relay for its small batches (:class:`InlineRelay`): this loop's
+        producer, and an engine of one connection with the relay's session settings."""
+        s = self.settings
+        self._relay_engine = make_engine(s.database_url, s.schema_name, pool_size=1,
+                                         settings=RELAY_SESSION_SETTINGS)
+        relay = OutboxRelay(self._relay_engine, self.producer, s.schema_name,
+                            name=self.definition.name, shards=s.relay_shards,
+                            batch=s.relay_batch)
+        return InlineRelay(relay, fallback=lambda: self.relay.wake() if self.relay else None)
 
     def _spawn(self, coro: Awaitable[None], name: str, background: bool = False) -> None:
         async def guarded() -> None:
@@ -144,6 +157,11 @@ class Runtime:
                 await asyncio.gather(*pending, return_exceptions=True)
         if relay_stopped is not None:
             await relay_stopped
+        if self.runner is not None and self.runner.inline is not None:
+            with contextlib.suppress(Exception):
+                await self.runner.inline.close()
+        if self._relay_engine is not None:
+            await self._relay_engine.dispose()
         with contextlib.suppress(Exception):
             await self.producer.stop()
         if self.engine is not None:

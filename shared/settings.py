@@ -42,6 +42,9 @@ class ServiceSettings(BaseSettings):
     relay_batch: int = Field(default=1000, ge=1)
     relay_poll_interval_s: float = Field(default=0.5, gt=0)
     relay_shards: int = Field(default=16, ge=1, le=1024)
+    # a consumer batch that wrote 1..this many outbox rows publishes them itself right after
+    # committing (shared.relay.InlineRelay); larger ones, and 0, leave it to the relay thread
+    relay_inline_max: int = Field(default=500, ge=0)
 
     # HTTP
     host: str = "127.0.0.1"

@@ -168,3 +168,73 @@ async def test_relay_resends_a_refused_batch_row_by_row_and_blames_only_the_culp
     assert [(t, [v for _, v in recs], hdrs) for t, recs, hdrs in producer.batches] == [
         ("t1", [b"a", b"bad", b"c"], [[("h", b"1")]] * 3), ("t2", [b"other"], [[]])]
     assert producer.singles == [b"a", b"bad", b"c"]
+
+
+class _ScriptedRelay:
+    """Stands in for an OutboxRelay in InlineRelay's logic: each cycle returns (or raises)
+    the next scripted outcome."""
+
+    name = "scripted"
+
+    def __init__(self, *outcomes: int | BaseException) -> None:
+        self.outcomes = list(outcomes)
+        self.cycles = 0
+        self.rebuilds = 0
+        self.producer = self
+
+    async def publish_all_or_none(self) -> int:
+        self.cycles += 1
+        outcome = self.outcomes.pop(0)
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    async def rebuild(self) -> None:
+        self.rebuilds += 1
+
+    async def close(self) -> None:
+        pass
+
+
+async def test_inline_relay_wakes_the_relay_thread_only_for_what_it_left():
+    from aiokafka.errors import OutOfOrderSequenceNumber
+
+    from shared.relay import InlineRelay
+
+    wakes: list[int] = []
+    relay = _ScriptedRelay(3, 1, ConnectionError("gone"), OutOfOrderSequenceNumber())
+    inline = InlineRelay(relay, fallback=lambda: wakes.append(1))  # type: ignore[arg-type]
+    inline.kick(3)
+    await inline.settle()
+    assert (relay.cycles, len(wakes)) == (1, 0)  # all three claimed: nothing left
+    inline.kick(2)
+    await inline.settle()
+    assert (relay.cycles, len(wakes)) == (2, 1)  # one of two claimed: the thread takes over
+    inline.kick(1)
+    await inline.settle()  # a failed cycle never raises here: it wakes the thread
+    assert (relay.cycles, len(wakes), relay.rebuilds) == (3, 2, 0)
+    inline.kick(1)
+    await inline.settle()
+    assert (relay.cycles, len(wakes), relay.rebuilds) == (4, 3, 1)  # lost producer state
+
+
+async def test_inline_relay_runs_one_cycle_at_a_time_and_catches_up():
+    import asyncio
+
+    from shared.relay import InlineRelay
+
+    gate = asyncio.Event()
+
+    class _Slow(_ScriptedRelay):
+        async def publish_all_or_none(self) -> int:
+            await gate.wait()
+            return await super().publish_all_or_none()
+
+    relay = _Slow(5, 4)
+    inline = InlineRelay(relay, fallback=lambda: None)  # type: ignore[arg-type]
+    inline.kick(5)
+    await asyncio.sleep(0)
+    inline.kick(4)  # committed while the first cycle runs: one more cycle after it
+    gate.set()
+    await inline.settle()
+    assert relay.cycles == 2 and relay.outcomes == []
