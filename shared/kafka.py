@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import struct
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
@@ -19,7 +20,6 @@ from aiokafka.errors import (
     TopicAlreadyExistsError,
     UnknownProducerId,
 )
-from aiokafka.partitioner import murmur2
 
 from shared.events import Event
 
@@ -227,6 +227,40 @@ def make_producer(bootstrap: str, client_id: str = "qingshou") -> Producer:
     relay relies on for per-key order. Call ``await producer.start()`` before use.
     """
     return Producer(bootstrap, client_id)
+
+
+_M = 0x5BD1E995
+_MASK = 0xFFFFFFFF
+_WORDS: dict[int, struct.Struct] = {}
+
+
+def murmur2(data: bytes) -> int:
+    """Kafka's murmur2 of ``data`` (``org.apache.kafka.common.utils.Utils.murmur2``, seed
+    0x9747b28c), as aiokafka's ``murmur2`` computes it, in half its time: the 4-byte words
+    little-endian in one ``struct`` call, and only the masks 32-bit arithmetic needs (a unit
+    test holds it to aiokafka's for every length up to 300). A new key is hashed once per
+    process (:func:`_murmur_index`), and every new loan's first message is a new key."""
+    length = len(data)
+    h = 0x9747B28C ^ length
+    n4 = length >> 2
+    if n4:
+        words = _WORDS.get(n4)
+        if words is None:
+            words = _WORDS[n4] = struct.Struct(f"<{n4}I")
+        for k in words.unpack_from(data):
+            k = (k * _M) & _MASK
+            k = ((k ^ (k >> 24)) * _M) & _MASK
+            h = ((h * _M) & _MASK) ^ k
+    tail = length & 3
+    if tail:
+        base = length - tail
+        if tail == 3:
+            h ^= data[base + 2] << 16
+        if tail >= 2:
+            h ^= data[base + 1] << 8
+        h = ((h ^ data[base]) * _M) & _MASK
+    h = ((h ^ (h >> 13)) * _M) & _MASK
+    return h ^ (h >> 15)
 
 
 @lru_cache(maxsize=65536)

@@ -15,7 +15,9 @@ import logging
 import threading
 import time
 import zlib
+from collections import Counter
 from collections.abc import Callable, Sequence
+from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -181,7 +183,7 @@ class OutboxRelay:
         async with self._kept.begin() as conn:
             rows = sorted((await conn.execute(_CLAIM_DELETE, {
                 "n": self.shards, "ns": self._lock_ns, "limit": self.batch})).all(),
-                key=lambda r: r.id)
+                key=itemgetter(0))  # by id
             if not rows:
                 return 0
             failed = [out for out in await self._send_all(rows) if out is not None]
@@ -191,10 +193,7 @@ class OutboxRelay:
         return len(rows)
 
     def _count_published(self, rows: Sequence[Any]) -> None:
-        per_topic: dict[str, int] = {}
-        for row in rows:
-            per_topic[row.topic] = per_topic.get(row.topic, 0) + 1
-        for topic, count in per_topic.items():
+        for topic, count in Counter(row[1] for row in rows).items():
             OUTBOX_PUBLISHED.labels(self.name, topic).inc(count)
         self.published += len(rows)
 
@@ -207,15 +206,21 @@ class OutboxRelay:
         per row. A batch the broker refuses for good (a record too large...) is sent again one
         row at a time, so that only the culprit is quarantined, not its batch-mates.
         """
-        by_topic: dict[str, list[int]] = {}
-        for index, row in enumerate(rows):
-            by_topic.setdefault(row.topic, []).append(index)
+        # one pass over the rows (id, topic, key, value, headers): a topic's indexes, records
+        # and headers; the driver gives bytea as bytes
+        by_topic: dict[str, tuple[list[int], list[tuple[bytes | None, bytes]],
+                                  list[list[tuple[str, bytes]]]]] = {}
+        headers_of = self._headers
+        for index, (_, topic, key, value, stored) in enumerate(rows):
+            found = by_topic.get(topic)
+            if found is None:
+                found = by_topic[topic] = ([], [], [])
+            found[0].append(index)
+            found[1].append((key, value))
+            found[2].append(headers_of(stored))
         batches: list[tuple[list[int], asyncio.Future]] = []
         outcomes: list[BaseException | None] = [None] * len(rows)
-        for topic, indexes in by_topic.items():
-            records = [(bytes(rows[i].key) if rows[i].key is not None else None,
-                        bytes(rows[i].value)) for i in indexes]
-            headers = [self._headers(rows[i].headers) for i in indexes]
+        for topic, (indexes, records, headers) in by_topic.items():
             try:
                 sent = await self.producer.send_many(topic, records, record_headers=headers)
             except Exception as exc:  # no client at all (broker away): every row of the topic

@@ -79,6 +79,21 @@ def test_cached_partitioner_matches_kafkas_default():
     assert key_partitioner(None, [0, 1], [1]) == 1
 
 
+def test_our_murmur2_is_kafkas_for_every_length():
+    import random
+
+    from aiokafka.partitioner import murmur2 as aiokafkas
+
+    from shared.kafka import murmur2
+
+    rng = random.Random(7)
+    for length in range(301):
+        for _ in range(10):
+            data = rng.randbytes(length)
+            assert murmur2(data) == aiokafkas(data), data
+    assert murmur2(b"\xff" * 7) == aiokafkas(b"\xff" * 7)
+
+
 def test_backoff_never_overflows():
     b = Backoff(first=0.1, ceiling=10.0)
     delays = [b.next_delay() for _ in range(5000)]
@@ -128,7 +143,7 @@ async def test_relay_resends_a_refused_batch_row_by_row_and_blames_only_the_culp
     """The relay sends a topic's rows as record batches; when the broker refuses a batch of
     several rows for good, each row goes again alone, so only the bad one is quarantined."""
     import asyncio
-    from types import SimpleNamespace
+    from collections import namedtuple
 
     from aiokafka.errors import MessageSizeTooLargeError
 
@@ -157,10 +172,10 @@ async def test_relay_resends_a_refused_batch_row_by_row_and_blames_only_the_culp
             self.batches.append((topic, list(records), list(record_headers)))
             return [([0, 1, 2], settled(too_large))] if topic == "t1" else [([0], settled(None))]
 
-    rows = [SimpleNamespace(topic="t1", key=b"K", value=b"a", headers='{"h": "1"}'),
-            SimpleNamespace(topic="t2", key=None, value=b"other", headers=None),
-            SimpleNamespace(topic="t1", key=b"K", value=b"bad", headers='{"h": "1"}'),
-            SimpleNamespace(topic="t1", key=b"K", value=b"c", headers='{"h": "1"}')]
+    # as the claim returns them: tuples with names (id, topic, key, value, headers)
+    Row = namedtuple("Row", "id topic key value headers")
+    rows = [Row(1, "t1", b"K", b"a", '{"h": "1"}'), Row(2, "t2", None, b"other", None),
+            Row(3, "t1", b"K", b"bad", '{"h": "1"}'), Row(4, "t1", b"K", b"c", '{"h": "1"}')]
     producer = Producer()
     relay = OutboxRelay(None, producer, "s")  # type: ignore[arg-type]
     outcomes = await relay._send_all(rows)
