@@ -344,7 +344,7 @@ class ConsumerRunner:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await ahead
             if self.inline is not None:
-                await self.inline.settle()
+                await self.inline.settle(timeout=10.0)
             await self._close_connection()
             with contextlib.suppress(Exception):
                 async with self._lock:  # a revocation meanwhile waits for these offsets
@@ -602,12 +602,12 @@ class ConsumerRunner:
             await inbox.mark_dead(conn, spec.name, [i.key for i in dead])
             messages = ctx.outbox + [self._dead_letter(i) for i in dead]
             inline = self.inline is not None and 0 < len(messages) <= cfg.inline_publish_max
-            await outbox.write(conn, messages, cfg.outbox_shards, cfg.schema,
-                               notify=not inline)
-        # committed
-        if inline:
-            assert self.inline is not None
-            self.inline.kick(len(messages))
+            written = await outbox.write(conn, messages, cfg.outbox_shards, cfg.schema,
+                                         notify=not inline)
+        # committed (a crash or a lost connection from here on leaves the rows to the relay
+        # thread: its first cycle after a start, or its poll)
+        if written and self.inline is not None:
+            self.inline.kick(written)
         self.applied += len(todo)
         self.dead_lettered += len(dead)
         if duplicates:

@@ -52,9 +52,9 @@ _ROWS = """
     ORDER BY u.n
 """
 _INSERT = text(f"WITH rows AS ({_ROWS}) SELECT pg_notify(:ch, '')")
-# the same rows without waking any relay: the writer publishes them itself right after it
-# commits (shared.relay.InlineRelay)
-_INSERT_QUIET = text(_ROWS)
+# the same rows without waking any relay, their ids back: the writer publishes them itself
+# right after it commits (shared.relay.InlineRelay)
+_INSERT_QUIET = text(_ROWS + "    RETURNING id, shard\n")
 
 # the headers of every event message (message_for), shared by all of them (never mutate it):
 # serialised once, not per message
@@ -63,12 +63,12 @@ _EVENT_HEADERS_JSON = orjson.dumps(EVENT_HEADERS).decode()
 
 
 async def write(conn: AsyncConnection, messages: Sequence[OutboxMessage], shards: int,
-                schema: str, notify: bool = True) -> None:
-    """Insert ``messages`` (in order) and notify the relays when the transaction commits
-    (``notify=False``: the caller publishes them itself once committed, and wakes a relay
-    only for what it could not publish)."""
+                schema: str, notify: bool = True) -> list[tuple[int, int]]:
+    """Insert ``messages`` (in order) and notify the relays when the transaction commits.
+    ``notify=False``: no relay is woken, and the rows' (id, shard) come back, for the caller to
+    publish them itself once committed (and to wake a relay for what it could not); else []."""
     if not messages:
-        return
+        return []
     params = {
         "shards": [shard_of(m.key, shards) for m in messages],
         "topics": [m.topic for m in messages],
@@ -79,5 +79,5 @@ async def write(conn: AsyncConnection, messages: Sequence[OutboxMessage], shards
     }
     if notify:
         await conn.execute(_INSERT, {**params, "ch": notify_channel(schema)})
-    else:
-        await conn.execute(_INSERT_QUIET, params)
+        return []
+    return [(r[0], r[1]) for r in await conn.execute(_INSERT_QUIET, params)]

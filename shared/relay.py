@@ -48,14 +48,16 @@ ORDER BY id
 LIMIT :limit
 FOR UPDATE OF outbox SKIP LOCKED"""
 _CLAIM = text(_LOCKED + _CLAIMED)
-# The same rows, deleted as they are claimed (OutboxRelay.publish_all_or_none): the delete
-# only holds if the transaction commits, after every acknowledgement. RETURNING's order is
-# not the claim's: the rows are sorted by id again.
-_CLAIM_DELETE = text(f"""{_LOCKED},
+# The rows of the given shards only (the ones a batch just wrote to), deleted as they are
+# claimed (OutboxRelay.publish_all_or_none): the delete only holds if the transaction commits,
+# after every acknowledgement. RETURNING's order is not the claim's: sorted by id again.
+_CLAIM_DELETE = text(f"""{_LOCKED.replace("generate_series(0, :n - 1)",
+                                          "unnest(CAST(:shards AS int[]))")},
 claimed AS ({_CLAIMED})
 DELETE FROM outbox o USING claimed c WHERE o.id = c.id
 RETURNING o.id, o.topic, o.key, o.value, c.headers
 """)
+_PENDING = text("SELECT EXISTS (SELECT 1 FROM outbox WHERE sent_at IS NULL AND failed_at IS NULL)")
 
 
 def _retriable(exc: BaseException) -> bool:
@@ -90,6 +92,7 @@ class OutboxRelay:
         # the cycles' connection: a pool checkout per cycle cost the pool's ping (three round
         # trips), more than the cycle's own four (BEGIN, claim, DELETE, COMMIT)
         self._kept = KeptConnection(engine)
+        self._retry_soon = min(0.05, poll_interval)
 
     async def run(self) -> None:
         """Publish until :meth:`stop` is called."""
@@ -125,10 +128,16 @@ class OutboxRelay:
                 await self._relisten()
                 try:
                     await self._maintain()
+                    # nothing claimed while rows wait: another relay held their shards (a
+                    # consumer's inline cycle, as a NOTIFY came): look again soon, not after a
+                    # whole poll interval
+                    again = (self._retry_soon if sent == 0 and await self._pending()
+                             else self.poll_interval)
                 except Exception as exc:  # housekeeping only: never ends the relay
                     log.warning("outbox housekeeping failed",
                                 extra={"relay": self.name, "error": repr(exc)})
-                await self._sleep(self.poll_interval, wakeable=True)
+                    again = self.poll_interval
+                await self._sleep(again, wakeable=True)
 
     async def close(self) -> None:
         """Give back the connection the cycles keep (``run`` does this when it ends; a caller
@@ -174,23 +183,26 @@ class OutboxRelay:
             raise (stuck or failed)[0]
         return len(rows)
 
-    async def publish_all_or_none(self) -> int:
-        """A cycle in three round trips instead of four: the claim deletes the rows, and the
-        transaction commits only if the broker acknowledged every one of them. Otherwise it
-        rolls back and raises, and every row stays for :meth:`publish_once` (which sets aside
-        what the broker refuses), those acknowledged already included: they go again, and
-        downstream inboxes drop the copies. Returns how many rows it published."""
+    async def publish_all_or_none(self, shards: Sequence[int]) -> set[int]:
+        """A cycle over ``shards`` in three round trips instead of four: the claim deletes the
+        rows, and the transaction commits only if the broker acknowledged every one of them.
+        Otherwise it rolls back and raises, and every row stays for :meth:`publish_once` (which
+        sets aside what the broker refuses), those acknowledged already included: they go
+        again, and downstream inboxes drop the copies. Returns the ids it published."""
         async with self._kept.begin() as conn:
             rows = sorted((await conn.execute(_CLAIM_DELETE, {
-                "n": self.shards, "ns": self._lock_ns, "limit": self.batch})).all(),
+                "shards": list(shards), "ns": self._lock_ns, "limit": self.batch})).all(),
                 key=itemgetter(0))  # by id
             if not rows:
-                return 0
+                return set()
             failed = [out for out in await self._send_all(rows) if out is not None]
             if failed:
-                raise failed[0]  # rolls the deletes back
+                # a lost producer state first, whatever came before it: only it makes the
+                # caller rebuild the producer
+                stuck = [out for out in failed if isinstance(out, PRODUCER_STATE_ERRORS)]
+                raise (stuck or failed)[0]  # rolls the deletes back
         self._count_published(rows)
-        return len(rows)
+        return {row[0] for row in rows}
 
     def _count_published(self, rows: Sequence[Any]) -> None:
         for topic, count in Counter(row[1] for row in rows).items():
@@ -279,6 +291,10 @@ class OutboxRelay:
             self._header_cache[stored] = found
         return found
 
+    async def _pending(self) -> bool:
+        async with self._kept.begin() as conn:
+            return bool((await conn.execute(_PENDING)).scalar())
+
     async def backlog(self) -> int:
         return (await self.counts())[0]
 
@@ -349,60 +365,66 @@ class OutboxRelay:
 
 class InlineRelay:
     """Publishes what a consumer's batch wrote to the outbox from the consumer's own event loop,
-    right after the batch commits: a relay cycle (:meth:`OutboxRelay.publish_all_or_none`: the
-    same shard locks, claim and acknowledgements as the relay thread's, the delete in the
-    claim) started by the commit itself.
+    right after the batch commits: a relay cycle over the shards the batch wrote to
+    (:meth:`OutboxRelay.publish_all_or_none`: the same shard locks, claim and acknowledgements
+    as the relay thread's, the delete in the claim), started by the commit itself.
 
     The relay thread learns of a commit by ``NOTIFY`` and then needs the interpreter lock for
     each step of its cycle, which the consumer, computing its next batch, hands over only every
-    switch interval (5 ms): at 1,000 events/s through the stack, a decision took 28-42 ms at
-    the median from its batch to Kafka. Here the cycle runs while the consumer waits for its
-    next fetch, and the next batch is applied once it is done (:meth:`settle`).
+    switch interval (5 ms). Here the cycle is a task on the consumer's loop: it runs while the
+    consumer reads its next batch, and on alongside that batch's transaction (on a connection
+    of its own) if it is not done by then. One cycle at a time; rows committed meanwhile go in
+    the next.
 
     Only small batches (``ConsumerRunner`` decides, ``RunnerConfig.inline_publish_max``): a
     backlog's large batches leave publishing to the relay thread, on the other core, as before.
-    Whatever this cycle leaves (a failure, a shard whose lock another relay holds) goes to the
-    relay thread (``fallback``): woken when the cycle fails or claims fewer rows than were
-    written; a row it leaves behind an older one it did claim waits for that thread's next poll
-    (``relay_poll_interval_s``). Crash safety is the relay's: a cycle is one transaction.
+    Rows of the batch this cycle did not publish (a failure, a shard whose lock another relay
+    held) go to the relay thread (``fallback``, woken then). A cycle also takes older rows
+    waiting in the same shards, ahead of the batch's, as any relay would. Crash safety is the
+    relay's: a cycle is one transaction, and rows committed just before a crash are the relay
+    thread's first cycle's after the restart.
     """
 
     def __init__(self, relay: OutboxRelay, fallback: Callable[[], None]) -> None:
         self.relay = relay
         self.fallback = fallback
-        self._written = 0  # rows committed since the running cycle claimed
+        self._waiting: dict[int, int] = {}  # id -> shard, committed since the running claim
         self._task: asyncio.Task[None] | None = None
 
-    def kick(self, written: int) -> None:
-        """``written`` rows were just committed without ``NOTIFY``: publish them."""
-        self._written += written
+    def kick(self, written: Sequence[tuple[int, int]]) -> None:
+        """Rows ``(id, shard)`` were just committed without ``NOTIFY``: publish them."""
+        self._waiting.update(written)
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._cycles(), name=f"{self.relay.name}:inline")
 
-    async def settle(self) -> None:
-        """Wait for the cycles started so far (they never raise)."""
+    async def settle(self, timeout: float | None = None) -> None:
+        """Wait for the cycles started so far (they never raise), at most ``timeout`` seconds:
+        a cycle still running then is left to finish or be cancelled with the loop, its
+        transaction rolled back."""
         if self._task is not None:
-            await asyncio.shield(self._task)
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(asyncio.shield(self._task), timeout)
 
-    async def close(self) -> None:
-        await self.settle()
-        await self.relay.close()
+    async def close(self, timeout: float = 10.0) -> None:
+        await self.settle(timeout)
+        with contextlib.suppress(Exception):
+            await self.relay.close()
 
     async def _cycles(self) -> None:
-        while self._written:
-            expected, self._written = self._written, 0
+        while self._waiting:
+            waiting, self._waiting = self._waiting, {}
             try:
-                claimed = await self.relay.publish_all_or_none()
+                published = await self.relay.publish_all_or_none(sorted(set(waiting.values())))
             except Exception as exc:
-                self._written = 0
+                self._waiting.clear()  # every row is the relay thread's now
+                self.fallback()
                 log.warning("inline outbox publication failed; left to the relay",
                             extra={"relay": self.relay.name, "error": repr(exc)})
                 if isinstance(exc, PRODUCER_STATE_ERRORS):
                     with contextlib.suppress(Exception):
                         await self.relay.producer.rebuild()
-                self.fallback()
                 return
-            if claimed < expected:
+            if not published.issuperset(waiting):
                 self.fallback()
 
 

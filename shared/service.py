@@ -158,10 +158,10 @@ class Runtime:
         if relay_stopped is not None:
             await relay_stopped
         if self.runner is not None and self.runner.inline is not None:
-            with contextlib.suppress(Exception):
-                await self.runner.inline.close()
+            await self.runner.inline.close()  # bounded, never raises
         if self._relay_engine is not None:
-            await self._relay_engine.dispose()
+            with contextlib.suppress(Exception):
+                await self._relay_engine.dispose()
         with contextlib.suppress(Exception):
             await self.producer.stop()
         if self.engine is not None:

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from shared import outbox
 from shared.consumer import ConsumerRunner, RunnerConfig
 from shared.db import make_engine
+from shared.outbox import shard_of
 from shared.probe import create_probe_schema, probe_spec
 from shared.relay import RELAY_SESSION_SETTINGS, InlineRelay, OutboxRelay
 from tests.conftest import DB_URL, KAFKA
@@ -111,7 +112,8 @@ async def test_a_batch_over_the_limit_is_left_to_the_relay_with_a_notify(
     inline, relay_engine = await _inline(schema, producer, wakes)
     await produce_repayments(producer, topics.loan_events, 60, loans=6)
     try:
-        await _run_probe(engine, schema, topics, uid, inline, events=60, inline_max=5)
+        # a limit of 0: every batch is over it (a fetch may bring any number of records)
+        await _run_probe(engine, schema, topics, uid, inline, events=60, inline_max=0)
         await asyncio.sleep(0.3)  # notifications arrive after the commit
     finally:
         await inline.close()
@@ -140,7 +142,9 @@ async def test_rows_the_inline_cycle_cannot_claim_go_to_the_relay(
         assert inline.relay.published == 0
         assert await _outbox_rows(engine) == 20
     finally:
-        await holder.close()  # the locks go with the session
+        # session locks outlive a pooled connection's return to the pool: given back here
+        await holder.execute(text("SELECT pg_advisory_unlock_all()"))
+        await holder.close()
     other = OutboxRelay(engine, producer, schema, shards=4, poll_interval=0.05, name="thread")
     task = asyncio.create_task(other.run())
     try:
@@ -167,8 +171,11 @@ async def test_all_or_none_keeps_every_row_when_one_is_refused(engine, schema, t
     async with engine.begin() as conn:
         await outbox.write(conn, msgs, shards=4, schema=schema, notify=False)
     relay = OutboxRelay(engine, producer, schema, shards=4, name="r")
-    with pytest.raises(Exception):  # noqa: B017 - the broker's refusal, whatever its class
-        await relay.publish_all_or_none()
+    try:
+        with pytest.raises(Exception):  # noqa: B017 - the broker's refusal, whatever its class
+            await relay.publish_all_or_none([shard_of(b"K1", 4)])
+    finally:
+        await relay.close()
     assert await _outbox_rows(engine) == 3
     assert relay.published == 0
     # the relay thread's own loop: sets the culprit aside, publishes the others
@@ -182,7 +189,6 @@ async def test_all_or_none_keeps_every_row_when_one_is_refused(engine, schema, t
     assert values[-2:] == [b'{"n": 1}', b'{"n": 3}']
     assert set(values) == {b'{"n": 1}', b'{"n": 3}'}
     assert await thread.counts() == (0, 1)
-    await relay.close()
 
 
 async def test_all_or_none_publishes_in_id_order_and_deletes(engine, schema, topics, producer):
@@ -192,8 +198,44 @@ async def test_all_or_none_publishes_in_id_order_and_deletes(engine, schema, top
     async with engine.begin() as conn:
         await outbox.write(conn, msgs, shards=4, schema=schema, notify=False)
     relay = OutboxRelay(engine, producer, schema, shards=4, name="r")
-    assert await relay.publish_all_or_none() == 50
-    await relay.close()
+    try:
+        assert len(await relay.publish_all_or_none([shard_of(b"K", 4)])) == 50
+        # only the shards it is given: a row of another shard stays
+        other = next(k for k in (b"A", b"B", b"C", b"D") if shard_of(k, 4) != shard_of(b"K", 4))
+        async with engine.begin() as conn:
+            await outbox.write(conn, [outbox.OutboxMessage(topic, other, b"x")], shards=4,
+                               schema=schema, notify=False)
+        assert await relay.publish_all_or_none([shard_of(b"K", 4)]) == set()
+    finally:
+        await relay.close()
     records = await read_topic(topic, expect=50, timeout=20, settle=0.3)
     assert [int(r.value) for r in sorted(records, key=lambda r: r.offset)] == list(range(50))
-    assert await _outbox_rows(engine) == 0
+    assert await _outbox_rows(engine) == 1
+
+
+async def test_a_relay_that_found_its_rows_locked_looks_again_soon(engine, schema, topics,
+                                                                    producer):
+    """A NOTIFY can come while another relay (a consumer's inline cycle) holds the row's shard:
+    the woken relay claims nothing. With rows waiting it looks again within 50 ms, not after
+    its poll interval (a minute here)."""
+    await create_probe_schema(engine, schema)
+    topic = topics.name("repayments-applied")
+    relay = OutboxRelay(engine, producer, schema, shards=4, poll_interval=60.0, name="t")
+    holder = await engine.connect()
+    await holder.execute(text("SELECT pg_advisory_lock(:ns, :s)"),
+                         {"ns": relay._lock_ns, "s": shard_of(b"K", 4)})
+    task = asyncio.create_task(relay.run())
+    try:
+        await asyncio.sleep(0.5)  # the relay found nothing and sleeps for a minute
+        async with engine.begin() as conn:
+            await outbox.write(conn, [outbox.OutboxMessage(topic, b"K", b"1")], shards=4,
+                               schema=schema)  # with NOTIFY: the relay wakes, claims nothing
+        await asyncio.sleep(0.5)
+        assert relay.published == 0
+    finally:
+        await holder.execute(text("SELECT pg_advisory_unlock_all()"))  # its cycle ends
+        await holder.close()
+    records = await read_topic(topic, expect=1, timeout=10, settle=0.1)
+    await relay.stop()
+    await task
+    assert [r.value for r in records] == [b"1"]

@@ -187,18 +187,18 @@ async def test_relay_resends_a_refused_batch_row_by_row_and_blames_only_the_culp
 
 class _ScriptedRelay:
     """Stands in for an OutboxRelay in InlineRelay's logic: each cycle returns (or raises)
-    the next scripted outcome."""
+    the next scripted outcome, and records the shards it was given."""
 
     name = "scripted"
 
-    def __init__(self, *outcomes: int | BaseException) -> None:
+    def __init__(self, *outcomes: set[int] | BaseException) -> None:
         self.outcomes = list(outcomes)
-        self.cycles = 0
+        self.shards: list[list[int]] = []
         self.rebuilds = 0
         self.producer = self
 
-    async def publish_all_or_none(self) -> int:
-        self.cycles += 1
+    async def publish_all_or_none(self, shards: list[int]) -> set[int]:
+        self.shards.append(list(shards))
         outcome = self.outcomes.pop(0)
         if isinstance(outcome, BaseException):
             raise outcome
@@ -211,26 +211,29 @@ class _ScriptedRelay:
         pass
 
 
-async def test_inline_relay_wakes_the_relay_thread_only_for_what_it_left():
+async def test_inline_relay_wakes_the_relay_thread_only_for_rows_it_left():
     from aiokafka.errors import OutOfOrderSequenceNumber
 
     from shared.relay import InlineRelay
 
     wakes: list[int] = []
-    relay = _ScriptedRelay(3, 1, ConnectionError("gone"), OutOfOrderSequenceNumber())
+    relay = _ScriptedRelay({1, 2, 3, 9}, {5}, ConnectionError("gone"),
+                           OutOfOrderSequenceNumber())
     inline = InlineRelay(relay, fallback=lambda: wakes.append(1))  # type: ignore[arg-type]
-    inline.kick(3)
+    inline.kick([(1, 0), (2, 3), (3, 0)])
     await inline.settle()
-    assert (relay.cycles, len(wakes)) == (1, 0)  # all three claimed: nothing left
-    inline.kick(2)
+    # its shards only, once each; every row published (and an older one of those shards)
+    assert (relay.shards, len(wakes)) == ([[0, 3]], 0)
+    inline.kick([(4, 1), (5, 2)])
     await inline.settle()
-    assert (relay.cycles, len(wakes)) == (2, 1)  # one of two claimed: the thread takes over
-    inline.kick(1)
+    assert len(wakes) == 1  # row 4 left (its shard was another relay's): the thread takes it
+    inline.kick([(6, 1)])
     await inline.settle()  # a failed cycle never raises here: it wakes the thread
-    assert (relay.cycles, len(wakes), relay.rebuilds) == (3, 2, 0)
-    inline.kick(1)
+    assert (len(wakes), relay.rebuilds) == (2, 0)
+    inline.kick([(7, 1)])
     await inline.settle()
-    assert (relay.cycles, len(wakes), relay.rebuilds) == (4, 3, 1)  # lost producer state
+    assert (len(wakes), relay.rebuilds) == (3, 1)  # lost producer state: rebuilt
+    assert len(relay.shards) == 4
 
 
 async def test_inline_relay_runs_one_cycle_at_a_time_and_catches_up():
@@ -241,15 +244,32 @@ async def test_inline_relay_runs_one_cycle_at_a_time_and_catches_up():
     gate = asyncio.Event()
 
     class _Slow(_ScriptedRelay):
-        async def publish_all_or_none(self) -> int:
+        async def publish_all_or_none(self, shards: list[int]) -> set[int]:
             await gate.wait()
-            return await super().publish_all_or_none()
+            return await super().publish_all_or_none(shards)
 
-    relay = _Slow(5, 4)
+    relay = _Slow({1}, {2})
     inline = InlineRelay(relay, fallback=lambda: None)  # type: ignore[arg-type]
-    inline.kick(5)
+    inline.kick([(1, 0)])
     await asyncio.sleep(0)
-    inline.kick(4)  # committed while the first cycle runs: one more cycle after it
+    inline.kick([(2, 5)])  # committed while the first cycle runs: one more cycle after it
     gate.set()
     await inline.settle()
-    assert relay.cycles == 2 and relay.outcomes == []
+    assert relay.shards == [[0], [5]] and relay.outcomes == []
+
+
+async def test_settling_a_stuck_inline_cycle_gives_up_after_its_timeout():
+    import asyncio
+
+    from shared.relay import InlineRelay
+
+    class _Stuck(_ScriptedRelay):
+        async def publish_all_or_none(self, shards: list[int]) -> set[int]:
+            await asyncio.sleep(3600)
+            return set()
+
+    inline = InlineRelay(_Stuck(), fallback=lambda: None)  # type: ignore[arg-type]
+    inline.kick([(1, 0)])
+    await inline.close(timeout=0.05)  # returns: the stop of a service is bounded
+    assert inline._task is not None and not inline._task.done()
+    inline._task.cancel()
