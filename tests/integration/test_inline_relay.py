@@ -82,21 +82,33 @@ async def _inline(schema: str, producer, wakes: _Wakes) -> tuple[InlineRelay, As
     return InlineRelay(relay, fallback=wakes), relay_engine
 
 
-async def test_a_small_batch_publishes_its_rows_itself_and_wakes_no_relay(
-        engine, schema, topics, producer, uid):
+async def _sixty_through(engine, schema, topics, producer, uid, *, inline_max: int,
+                         read: bool) -> tuple[InlineRelay, list[str], _Wakes, list]:
+    """60 repayments through the probe consumer with an inline relay (``inline_max``): the
+    relay, the NOTIFYs seen, the fallback's calls, and the output topic's records if ``read``."""
     await create_probe_schema(engine, schema)
     seen, listener = await _notifications(schema)
     wakes = _Wakes()
     inline, relay_engine = await _inline(schema, producer, wakes)
     await produce_repayments(producer, topics.loan_events, 60, loans=6)
+    records: list = []
     try:
-        await _run_probe(engine, schema, topics, uid, inline, events=60)
-        records = await read_topic(topics.name("repayments-applied"), expect=60, timeout=20,
-                                   settle=0.5)
+        await _run_probe(engine, schema, topics, uid, inline, events=60, inline_max=inline_max)
+        if read:
+            records = await read_topic(topics.name("repayments-applied"), expect=60,
+                                       timeout=20, settle=0.5)
+        await asyncio.sleep(0.3)  # notifications arrive after the commit
     finally:
         await inline.close()
         await relay_engine.dispose()
         await listener.close()
+    return inline, seen, wakes, records
+
+
+async def test_a_small_batch_publishes_its_rows_itself_and_wakes_no_relay(
+        engine, schema, topics, producer, uid):
+    inline, seen, wakes, records = await _sixty_through(engine, schema, topics, producer, uid,
+                                                        inline_max=500, read=True)
     assert len(records) == 60
     assert inline.relay.published == 60
     assert await _outbox_rows(engine) == 0
@@ -106,22 +118,13 @@ async def test_a_small_batch_publishes_its_rows_itself_and_wakes_no_relay(
 
 async def test_a_batch_over_the_limit_is_left_to_the_relay_with_a_notify(
         engine, schema, topics, producer, uid):
-    await create_probe_schema(engine, schema)
-    seen, listener = await _notifications(schema)
-    wakes = _Wakes()
-    inline, relay_engine = await _inline(schema, producer, wakes)
-    await produce_repayments(producer, topics.loan_events, 60, loans=6)
-    try:
-        # a limit of 0: every batch is over it (a fetch may bring any number of records)
-        await _run_probe(engine, schema, topics, uid, inline, events=60, inline_max=0)
-        await asyncio.sleep(0.3)  # notifications arrive after the commit
-    finally:
-        await inline.close()
-        await relay_engine.dispose()
-        await listener.close()
+    # a limit of 0: every batch is over it (a fetch may bring any number of records)
+    inline, seen, wakes, _ = await _sixty_through(engine, schema, topics, producer, uid,
+                                                  inline_max=0, read=False)
     assert inline.relay.published == 0
     assert await _outbox_rows(engine) == 60  # waiting for the relay thread
     assert seen  # which the commit notified
+    assert wakes.calls == 0
 
 
 async def test_rows_the_inline_cycle_cannot_claim_go_to_the_relay(
