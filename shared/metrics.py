@@ -44,6 +44,10 @@ OUTBOX_QUARANTINED = Gauge(
     "(qingshou outbox list)", ["relay"])
 OUTBOX_PUBLISHED = Counter(
     "qs_outbox_published_total", "Outbox rows published to Kafka", ["relay", "topic"])
+OUTBOX_INLINE_LEFT = Counter(
+    "qs_outbox_inline_left_total", "Consumer batches whose own publication (the inline relay) "
+    "left rows to the relay thread: failed (a send or the database) or locked (another relay "
+    "held a shard)", ["relay", "reason"])
 
 
 def render_metrics() -> tuple[bytes, str]:

@@ -26,7 +26,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared.db import KeptConnection, make_engine
 from shared.kafka import PRODUCER_STATE_ERRORS, Producer, make_producer
-from shared.metrics import OUTBOX_BACKLOG, OUTBOX_PUBLISHED, OUTBOX_QUARANTINED
+from shared.metrics import (
+    OUTBOX_BACKLOG,
+    OUTBOX_INLINE_LEFT,
+    OUTBOX_PUBLISHED,
+    OUTBOX_QUARANTINED,
+)
 from shared.outbox import notify_channel
 from shared.transient import Backoff, is_transient
 
@@ -417,6 +422,7 @@ class InlineRelay:
                 published = await self.relay.publish_all_or_none(sorted(set(waiting.values())))
             except Exception as exc:
                 self._waiting.clear()  # every row is the relay thread's now
+                OUTBOX_INLINE_LEFT.labels(self.relay.name, "failed").inc()
                 self.fallback()
                 log.warning("inline outbox publication failed; left to the relay",
                             extra={"relay": self.relay.name, "error": repr(exc)})
@@ -425,6 +431,7 @@ class InlineRelay:
                         await self.relay.producer.rebuild()
                 return
             if not published.issuperset(waiting):
+                OUTBOX_INLINE_LEFT.labels(self.relay.name, "locked").inc()
                 self.fallback()
 
 

@@ -213,9 +213,15 @@ class _ScriptedRelay:
 
 async def test_inline_relay_wakes_the_relay_thread_only_for_rows_it_left():
     from aiokafka.errors import OutOfOrderSequenceNumber
+    from prometheus_client import REGISTRY
 
     from shared.relay import InlineRelay
 
+    def left(reason: str) -> float:
+        return REGISTRY.get_sample_value(
+            "qs_outbox_inline_left_total", {"relay": "scripted", "reason": reason}) or 0.0
+
+    before = left("locked"), left("failed")
     wakes: list[int] = []
     relay = _ScriptedRelay({1, 2, 3, 9}, {5}, ConnectionError("gone"),
                            OutOfOrderSequenceNumber())
@@ -234,6 +240,8 @@ async def test_inline_relay_wakes_the_relay_thread_only_for_rows_it_left():
     await inline.settle()
     assert (len(wakes), relay.rebuilds) == (3, 1)  # lost producer state: rebuilt
     assert len(relay.shards) == 4
+    # what ops see: one batch left rows behind a held shard, two cycles failed
+    assert (left("locked") - before[0], left("failed") - before[1]) == (1, 2)
 
 
 async def test_inline_relay_runs_one_cycle_at_a_time_and_catches_up():
