@@ -406,8 +406,8 @@ class InlineRelay:
         """Wait for the cycles started so far (they never raise), at most ``timeout`` seconds:
         a cycle still running then is left to finish or be cancelled with the loop, its
         transaction rolled back."""
-        if self._task is not None:
-            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+        if self._task is not None and not self._task.done():
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(self._task), timeout)
 
     async def close(self, timeout: float = 10.0) -> None:
