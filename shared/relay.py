@@ -43,7 +43,7 @@ log = logging.getLogger("qingshou.relay")
 # rows of a shard whose lock was taken come back, however much of the CTE the plan reads.
 _LOCKED = """
 WITH locked AS MATERIALIZED (
-    SELECT CAST(s AS smallint) AS shard FROM generate_series(0, :n - 1) s
+    SELECT CAST(s AS smallint) AS shard FROM {shards} s
     WHERE pg_try_advisory_xact_lock(:ns, s)
 )"""
 _CLAIMED = """
@@ -52,12 +52,11 @@ WHERE sent_at IS NULL AND failed_at IS NULL AND shard IN (SELECT shard FROM lock
 ORDER BY id
 LIMIT :limit
 FOR UPDATE OF outbox SKIP LOCKED"""
-_CLAIM = text(_LOCKED + _CLAIMED)
+_CLAIM = text(_LOCKED.format(shards="generate_series(0, :n - 1)") + _CLAIMED)
 # The rows of the given shards only (the ones a batch just wrote to), deleted as they are
 # claimed (OutboxRelay.publish_all_or_none): the delete only holds if the transaction commits,
 # after every acknowledgement. RETURNING's order is not the claim's: sorted by id again.
-_CLAIM_DELETE = text(f"""{_LOCKED.replace("generate_series(0, :n - 1)",
-                                          "unnest(CAST(:shards AS int[]))")},
+_CLAIM_DELETE = text(f"""{_LOCKED.format(shards="unnest(CAST(:shards AS int[]))")},
 claimed AS ({_CLAIMED})
 DELETE FROM outbox o USING claimed c WHERE o.id = c.id
 RETURNING o.id, o.topic, o.key, o.value, c.headers
