@@ -38,7 +38,7 @@ def test_cpu_by_role_counts_what_live_processes_used_since_the_first_snapshot() 
 
 
 def test_the_timeline_lists_each_loan_once_in_order_of_acceptance(tmp_path: Path) -> None:
-    result = StackBenchResult(sent=2, decided=2, seconds=1.0, latencies_ms=[], peak_rss_mb={},
+    result = StackBenchResult(sent=2, decided=2, seconds=1.0, peak_rss_mb={},
                               timeline=[("L2", 20.5, 20.6, 20.75), ("L1", 10.0, 10.05, 10.125)])
     write_timeline(result, tmp_path / "t.csv")
     with (tmp_path / "t.csv").open() as f:
@@ -46,3 +46,11 @@ def test_the_timeline_lists_each_loan_once_in_order_of_acceptance(tmp_path: Path
     assert rows == [["loan_id", "accepted_at", "decided_at", "read_at"],
                     ["L1", "10.000000", "10.050000", "10.125000"],
                     ["L2", "20.500000", "20.600000", "20.750000"]]
+
+
+def test_the_latency_columns_are_read_from_the_timeline() -> None:
+    result = StackBenchResult(sent=2, decided=2, seconds=1.0, peak_rss_mb={},
+                              timeline=[("L1", 10.0, 10.05, 10.125), ("L2", 20.5, 20.5, 20.4)])
+    assert [round(x, 3) for x in result.latencies_ms] == [125.0, 0.0]  # a clock step: never < 0
+    assert [round(x, 3) for x in result.to_decision_ms] == [50.0, 0.0]
+    assert [round(x, 3) for x in result.to_topic_ms] == [75.0, -100.0]
