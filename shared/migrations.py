@@ -79,6 +79,11 @@ def add_outbox_quarantined_index(op) -> None:  # type: ignore[no-untyped-def]
     op.execute(OUTBOX_QUARANTINED_INDEX)
 
 
+def drop_outbox_quarantined_index(op) -> None:  # type: ignore[no-untyped-def]
+    """The downgrade of :func:`add_outbox_quarantined_index`."""
+    op.execute("DROP INDEX IF EXISTS outbox_quarantined")
+
+
 # The sample ANALYZE reads is 300 rows per point of the largest statistics target among a
 # table's columns (default 100: 30,000 rows), and for a queue or a log whose every query is an
 # index lookup the statistics it buys change no plan. On the dev stack ANALYZE of the

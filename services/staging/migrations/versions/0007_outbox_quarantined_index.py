@@ -10,7 +10,7 @@ Create Date: 2026-11-29
 
 from alembic import op
 
-from shared.migrations import add_outbox_quarantined_index
+from shared.migrations import add_outbox_quarantined_index, drop_outbox_quarantined_index
 
 revision = "0007"
 down_revision = "0006"
@@ -23,4 +23,4 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.execute("DROP INDEX IF EXISTS outbox_quarantined")
+    drop_outbox_quarantined_index(op)
