@@ -76,7 +76,7 @@ async def _run_probe(engine, schema, topics, uid, inline: InlineRelay | None, *,
     return runner
 
 
-async def _inline(schema: str, producer, wakes: _Wakes) -> tuple[InlineRelay, AsyncEngine]:
+def _inline(schema: str, producer, wakes: _Wakes) -> tuple[InlineRelay, AsyncEngine]:
     relay_engine = make_engine(DB_URL, schema, pool_size=1, settings=RELAY_SESSION_SETTINGS)
     relay = OutboxRelay(relay_engine, producer, schema, shards=4, batch=1000, name="inline")
     return InlineRelay(relay, fallback=wakes), relay_engine
@@ -89,7 +89,7 @@ async def _sixty_through(engine, schema, topics, producer, uid, *, inline_max: i
     await create_probe_schema(engine, schema)
     seen, listener = await _notifications(schema)
     wakes = _Wakes()
-    inline, relay_engine = await _inline(schema, producer, wakes)
+    inline, relay_engine = _inline(schema, producer, wakes)
     await produce_repayments(producer, topics.loan_events, 60, loans=6)
     records: list = []
     try:
@@ -133,7 +133,7 @@ async def test_rows_the_inline_cycle_cannot_claim_go_to_the_relay(
     relay thread, and the rows wait for it, none lost."""
     await create_probe_schema(engine, schema)
     wakes = _Wakes()
-    inline, relay_engine = await _inline(schema, producer, wakes)
+    inline, relay_engine = _inline(schema, producer, wakes)
     await produce_repayments(producer, topics.loan_events, 20, loans=4)
     holder = await engine.connect()
     await holder.execute(text("SELECT pg_advisory_lock(:ns, s) FROM generate_series(0, 3) s"),
