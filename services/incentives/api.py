@@ -148,6 +148,9 @@ def build_router(runtime: Runtime, zone: tzinfo) -> APIRouter:
                           errors=[{"field": "period", "message": "must be a month that has "
                                    "ended in the bank's time zone"}])
         async with engine().begin() as conn:
+            # after every batch in flight (each read the closed months when it began): nothing
+            # lands in a month once it is closed
+            await store.lock_scorecards(conn)
             closed_at = await store.close_period(conn, wanted)
         return {"period": wanted, "closed": True, "closed_at": closed_at.isoformat()}
 

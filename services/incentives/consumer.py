@@ -1,11 +1,13 @@
 """The incentives consumer: events in, ledger entries and scorecards out, one batch at a time.
 
 `before_batch` loads what the batch needs with a few multi-row queries (the loans' assignment,
-arrears and last cure; scheme versions; closed periods) under the scorecard lock. Handlers only
+arrears and last cure; scheme versions; closed periods) under the shared scorecard lock (other
+instances' batches go on beside it; a scheme change or a period close waits). Handlers only
 translate an event into calls of the pure domain and keep the results in memory. `after_batch`
 writes the loans back, appends the ledger entries with one INSERT ... ON CONFLICT DO NOTHING
-(only entries it reports as new reach the tallies), upserts the touched scorecards and queues one
-`scorecard.updated` per changed scorecard.
+(only entries it reports as new reach the tallies), then, under the tally lock held until it
+commits, folds them into the stored tallies, upserts the touched scorecards and queues one
+`scorecard.updated` per changed scorecard (the locks: `services.incentives.store`).
 
 Decision (arrival period): a claw-back or a complaint "arrives" in the month of the event's
 `time` read in the bank's time zone (`QS_INCENTIVES_TIMEZONE`, not the producer's offset),
@@ -216,8 +218,9 @@ HANDLERS: dict[str, Handler] = {
 async def load_batch(ctx: BatchContext, events: list[Event],
                      zone: tzinfo = DEFAULT_ZONE) -> None:
     conn = ctx.conn
-    # Taken first: a scheme change recomputing scorecards must not interleave with this batch.
-    await store.lock_scorecards(conn)
+    # Taken first: a scheme change recomputing scorecards must not interleave with this batch
+    # (shared: other instances' batches go on; store's module doc gives the locks' order).
+    await store.share_scorecards(conn)
     schemes = await store.load_schemes(conn)
     closed = await store.load_closed_periods(conn)
     loans = await store.load_loans(conn, (e.data.loan_id for e in events
@@ -236,6 +239,7 @@ async def write_batch(ctx: BatchContext) -> None:
     new_ids = await store.insert_entries(conn, entries)
     fresh = [e for e in entries if e.entry_id in new_ids]
     if fresh:
+        await store.lock_tallies(conn)  # last: held only for the fold and the commit
         scoring.publish(ctx, await scoring.fold_in(conn, state.book, fresh))
 
 

@@ -1,8 +1,23 @@
 """SQL of the incentives service: multi-row reads and writes on the service schema.
 
 Every statement takes whole arrays (unnest) so a consumed batch costs a handful of round trips
-whatever its size. Scorecard writers (the consumer's batches, a scheme change's recomputation)
-serialise on one transaction-scoped advisory lock: each reads and rewrites stored tallies.
+whatever its size.
+
+Locks (transaction-scoped advisory locks, so a crash or a rollback frees them):
+
+- ``SCORECARD_LOCK``: a scheme change takes it exclusively for its whole transaction (it reads
+  the schemes and closed periods, then rebuilds every scorecard); a consumed batch takes it
+  shared from its first statement, so the scheme book and closed periods it read stay the ones
+  in force until it commits, while batches of other instances go on beside it.
+- ``TALLY_LOCK``: a batch takes it exclusively just before it reads the stored tallies it will
+  fold its new entries into, and holds it until it commits: two batches never read the same
+  tally and both write it back (a lost update). Taken last, after the batch's other writes, so
+  instances overlap on everything else (parsing, the rules, the ledger) and queue only for the
+  fold and the commit. A scheme change needs no tally lock: no batch holds the shared lock
+  while it runs.
+
+Order, so no two of them wait for each other: the shared scorecard lock, then the batch's own
+rows (loans, collectors, ledger), then the tally lock. Row writes are in key order.
 """
 
 from __future__ import annotations
@@ -28,6 +43,7 @@ from services.incentives.domain import (
 from shared.db import JSON_ROWS, rows_json
 
 SCORECARD_LOCK = zlib.crc32(b"incentives:scorecards") & 0x7FFFFFFF
+TALLY_LOCK = zlib.crc32(b"incentives:tallies") & 0x7FFFFFFF
 
 
 def _json(value: Any) -> str:
@@ -35,7 +51,18 @@ def _json(value: Any) -> str:
 
 
 async def lock_scorecards(conn: AsyncConnection) -> None:
+    """A scheme change's lock: no batch is between its first statement and its commit."""
     await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": SCORECARD_LOCK})
+
+
+async def share_scorecards(conn: AsyncConnection) -> None:
+    """A consumed batch's lock: no scheme change until it commits; other batches go on."""
+    await conn.execute(text("SELECT pg_advisory_xact_lock_shared(:k)"), {"k": SCORECARD_LOCK})
+
+
+async def lock_tallies(conn: AsyncConnection) -> None:
+    """A batch's turn to read and rewrite stored tallies, until it commits."""
+    await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": TALLY_LOCK})
 
 
 # --- reference data ---------------------------------------------------------------------------
