@@ -627,3 +627,43 @@ async def test_the_in_process_benchmark_applies_every_prebuilt_event_once():
     from tests.conftest import DB_URL
 
     assert await apply_prebuilt(DB_URL, batches=2, size=150) == (300, 300)
+
+
+async def test_a_batch_state_that_points_back_at_its_context_is_freed_when_the_batch_ends(
+        engine, schema, topics, uid):
+    """A service's batch state may hold the context (staging's Casework does): the runner
+    clears the state, so the cycle and all it holds go by reference counting, not by a pass of
+    the cyclic collector over every live object (measured: a tenth of staging's CPU)."""
+    import dataclasses
+    import gc
+    import weakref
+
+    from aiokafka.structs import ConsumerRecord
+
+    await create_probe_schema(engine, schema)
+
+    class Work:  # what a service keeps for the batch, with a way back to the context
+        def __init__(self, ctx: BatchContext) -> None:
+            self.ctx = ctx
+
+    seen: list[weakref.ref] = []
+    spec = probe_spec()
+
+    async def before(ctx: BatchContext, events: list[Event]) -> None:
+        work = Work(ctx)
+        ctx.state["work"] = work
+        seen.append(weakref.ref(work))
+
+    spec = dataclasses.replace(spec, before_batch=before)
+    runner = runner_for(spec, engine, topics, schema, uid)
+    events = [repayment(f"L{i}", "5.00") for i in range(3)]
+    records = [ConsumerRecord(topics.loan_events, 0, n, 0, 0, ev["subject"].encode(),
+                              encode(ev), None, 0, 0, []) for n, ev in enumerate(events)]
+    gc.disable()
+    try:
+        await runner._apply_batch(records)
+        assert len(seen) == 1 and seen[0]() is None  # freed without a collection
+    finally:
+        gc.enable()
+        await runner._close_connection()
+    assert {k: v[1] for k, v in (await probe_rows(engine)).items()} == {"L0": 1, "L1": 1, "L2": 1}
