@@ -587,7 +587,8 @@ class ConsumerRunner:
                     seen.add(pair)
                     wanted.append(item)
                 fresh = await inbox.claim(conn, spec.name, [i.key for i in wanted])
-                todo = [i for i in wanted if (i.key.source, i.key.id) in fresh]
+                todo = wanted if fresh is None else [
+                    i for i in wanted if (i.key.source, i.key.id) in fresh]
                 duplicates += len(wanted) - len(todo)
                 events = [i.event for i in todo if i.event is not None]
                 try:

@@ -82,15 +82,20 @@ def _params(consumer: str, keys: Sequence[InboxKey]) -> dict:
 
 
 async def claim(conn: AsyncConnection, consumer: str,
-                keys: Sequence[InboxKey]) -> set[tuple[str, str]]:
-    """Record ``keys`` as handled; return those that were new (or replays of dead letters).
+                keys: Sequence[InboxKey]) -> set[tuple[str, str]] | None:
+    """Record ``keys`` as handled; return those that were new (or replays of dead letters),
+    or None when every one of them was new (the usual batch: no set of thousands of pairs to
+    build and look up).
 
     ``keys`` must not repeat a ``(source, id)``: the caller removes in-batch duplicates first.
     """
     if not keys:
-        return set()
+        return None
     params = _params(consumer, keys)
-    fresh = {(r[0], r[1]) for r in await conn.execute(_CLAIM, params)}
+    claimed = (await conn.execute(_CLAIM, params)).all()
+    if len(claimed) == len(keys):
+        return None
+    fresh = {(r[0], r[1]) for r in claimed}
     if len(fresh) < len(keys):
         rest = [k for k in keys if (k.source, k.id) not in fresh]
         fresh |= {(r[0], r[1]) for r in await conn.execute(_REPLAYS, _params(consumer, rest))}
