@@ -73,4 +73,4 @@ test-quick: venv lint
 	$(PY) -m pytest -m "not integration and not e2e and not slow" $(PYTEST_ARGS)
 
 bench: infra
-	$(PY) -m shared.cli bench
+	$(PY) -m shared.cli bench runner --processes 2

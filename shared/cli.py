@@ -88,7 +88,8 @@ def bench(
                              "a zone where it is night (decisions deferred for quiet hours) "
                              "or day (decisions are sends) at the time of the run"),
     api_key: str = typer.Option("qs-dev-admin", envvar="QS_API_KEY", help="stack: ingest key"),
-    processes: int = typer.Option(1, help="runner: consumer processes in one group"),
+    processes: int = typer.Option(1, help="runner: also run the batched test as this many "
+                                  "consumer processes of one group (make bench: 2)"),
     kills: int = typer.Option(3, min=0, help="chaos: SIGKILLs of each service"),
     seed: int = typer.Option(7, help="chaos: seed of the stream and of the kills"),
     events_per_loan: int = typer.Option(25, min=6, help="chaos: events per loan (average)"),
