@@ -285,6 +285,11 @@ class ConsumerRunner:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_interval_ms=600_000,
+            # a member learns of a rebalance (another instance joining or leaving) at its next
+            # heartbeat: aiokafka's default of 3 s kept a newly started instance idle for about
+            # that long (and every member's partitions stopped meanwhile); 1 s is a third of
+            # that, still a tenth of the session timeout (10 s)
+            heartbeat_interval_ms=1000,
             fetch_max_bytes=16 * 1024 * 1024,
             max_partition_fetch_bytes=4 * 1024 * 1024,
             fetch_max_wait_ms=cfg.fetch_max_wait_ms,

@@ -30,7 +30,7 @@ from shared.db import drop_schema, make_engine
 from shared.kafka import ensure_topics
 from shared.migrations import migrate
 from shared.settings import ServiceSettings
-from shared.topics import ALL_TOPICS, TopicNames
+from shared.topics import ALL_TOPICS, REPAYMENTS_APPLIED, TopicNames
 
 LOANS_PER_COLLECTOR = 10
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -110,9 +110,8 @@ async def run(n: int, collectors: int, processes: int = 1) -> str:
         await _produce(s.kafka_bootstrap, topics.repayments_applied, repayments(n, collectors))
         if processes > 1:
             elapsed = await consume_in_processes(
-                "services.incentives.consumer:consumer_spec", engine, s.database_url,
-                runner().config, "SELECT count(*) FROM credit_ledger WHERE kind = 'credit'",
-                n, processes)
+                "services.incentives.consumer:consumer_spec", s.database_url, runner().config,
+                REPAYMENTS_APPLIED, processes)
         else:
             elapsed = await _consume(runner(), n)
         async with engine.connect() as conn:

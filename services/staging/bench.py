@@ -50,6 +50,7 @@ from shared.db import drop_schema, make_engine
 from shared.gc_tuning import tune_gc
 from shared.kafka import ensure_topics
 from shared.migrations import migrate
+from shared.ops.chaos_kafka import KafkaProbe
 from shared.settings import ServiceSettings
 from shared.topics import ALL_TOPICS, TopicNames
 
@@ -146,25 +147,25 @@ async def _end_of_day(s: ServiceSettings, schema: str, prefix: str, workers: int
     return sum(done)
 
 
-def _consumer_worker(s: ServiceSettings, schema: str, prefix: str, group: str,
-                     total: int) -> int:
-    """One staging consumer process of the group; stops once ``total`` events are in the inbox
-    (applied or dead-lettered, by any member). Returns the events this process applied."""
+def _consumer_worker(s: ServiceSettings, schema: str, prefix: str, group: str) -> int:
+    """One staging consumer process of the group; stops once the group has committed every
+    event on the topic (offsets are committed after their effects: see
+    shared.bench.consume_in_processes). Returns the events this process applied."""
     async def work() -> int:
         engine = make_engine(s.database_url, schema, pool_size=1)
+        topics = TopicNames(prefix)
         runner = ConsumerRunner(consumer_spec(), engine, RunnerConfig(
             bootstrap=s.kafka_bootstrap, group_id=group, schema=schema,
-            topics=TopicNames(prefix), max_records=5000, poll_timeout_ms=100))
+            topics=topics, max_records=5000, poll_timeout_ms=100))
+        probe = KafkaProbe(s.kafka_bootstrap)
+        await probe.start()
         await runner.start()
         task = asyncio.create_task(runner.run())
         try:
-            while True:
-                async with engine.connect() as conn:
-                    done = (await conn.execute(text("SELECT count(*) FROM inbox"))).scalar_one()
-                if done >= total or task.done():
-                    break
-                await asyncio.sleep(0.1)
+            while not task.done() and await probe.lag(group, [topics.loan_events]):  # noqa: ASYNC110
+                await asyncio.sleep(0.1)  # the broker is polled
         finally:
+            await probe.stop()
             await runner.stop()
             await task
             await engine.dispose()
@@ -173,15 +174,27 @@ def _consumer_worker(s: ServiceSettings, schema: str, prefix: str, group: str,
     return asyncio.run(work())
 
 
-async def _consume(s: ServiceSettings, schema: str, prefix: str, group: str, total: int,
+async def _consume(s: ServiceSettings, schema: str, prefix: str, group: str,
                    processes: int) -> float:
+    """Seconds from the consumer processes' start until the group has committed every event
+    (their shutdown, a rebalance as each leaves, is not counted)."""
     loop = asyncio.get_running_loop()
-    with ProcessPoolExecutor(processes) as pool:
-        started = time.perf_counter()
-        await asyncio.gather(*[
-            loop.run_in_executor(pool, _consumer_worker, s, schema, prefix, group, total)
-            for _ in range(processes)])
-        return time.perf_counter() - started
+    probe = KafkaProbe(s.kafka_bootstrap)
+    await probe.start()
+    topic = TopicNames(prefix).loan_events
+    try:
+        with ProcessPoolExecutor(processes) as pool:
+            started = time.perf_counter()
+            workers = asyncio.gather(*[
+                loop.run_in_executor(pool, _consumer_worker, s, schema, prefix, group)
+                for _ in range(processes)])
+            while not workers.done() and await probe.lag(group, [topic]):  # noqa: ASYNC110
+                await asyncio.sleep(0.05)  # the broker is polled
+            elapsed = time.perf_counter() - started
+            await workers
+            return elapsed
+    finally:
+        await probe.stop()
 
 
 def _loadavg() -> str:
@@ -194,12 +207,14 @@ async def _throughput(s: ServiceSettings, engine: AsyncEngine, schema: str, topi
     events = event_mix(n)
     await _produce(s.kafka_bootstrap, topics.loan_events, events)
     load = _loadavg()
-    elapsed = await _consume(s, schema, topics.prefix, f"bench-{uid}", len(events), consumers)
+    elapsed = await _consume(s, schema, topics.prefix, f"bench-{uid}", consumers)
     async with engine.connect() as conn:
         loans = (await conn.execute(text("SELECT count(*) FROM loans"))).scalar_one()
         out = (await conn.execute(text("SELECT count(*) FROM outbox"))).scalar_one()
         dead = (await conn.execute(text(
             "SELECT count(*) FROM inbox WHERE status <> 'applied'"))).scalar_one()
+        seen = (await conn.execute(text("SELECT count(*) FROM inbox"))).scalar_one()
+    assert seen == len(events), (seen, len(events))  # every event's effects were committed
     return (f"| event mix through Kafka, all effects committed, {consumers} consumer(s) "
             f"(load average {load}) | {len(events):,} events | {elapsed:.2f} | "
             f"{len(events) / elapsed:,.0f} |",
