@@ -95,6 +95,11 @@ synchronous_commit = on
 max_wal_size = 8GB
 checkpoint_timeout = 15min
 log_checkpoints = on
+# Tables are analyzed within 10 s of filling, not within a minute: a service's statements are
+# prepared and their plans cached per connection, and a plan made while a new table was empty
+# (a sequential scan) stayed until the first analyze, so on a fresh database the notifier fell
+# further behind each second of its first minute (p99 1.1 s in the first stack benchmark run)
+autovacuum_naptime = 10s
 logging_collector = off
 log_min_duration_statement = 1000
 log_line_prefix = '%m [%p] %q%u@%d '
