@@ -96,9 +96,8 @@ async def claim(conn: AsyncConnection, consumer: str,
     if len(claimed) == len(keys):
         return None
     fresh = {(r[0], r[1]) for r in claimed}
-    if len(fresh) < len(keys):
-        rest = [k for k in keys if (k.source, k.id) not in fresh]
-        fresh |= {(r[0], r[1]) for r in await conn.execute(_REPLAYS, _params(consumer, rest))}
+    rest = [k for k in keys if (k.source, k.id) not in fresh]
+    fresh |= {(r[0], r[1]) for r in await conn.execute(_REPLAYS, _params(consumer, rest))}
     return fresh
 
 
