@@ -86,6 +86,15 @@ async def loan(client: httpx.AsyncClient, loan_id: str) -> dict:
     return response.json() if response.status_code == 200 else {}
 
 
+async def wait_for_closed_day(client: httpx.AsyncClient, day: str) -> None:
+    """Until the end of day of ``day`` has finished (its portfolio snapshot is taken last)."""
+    async def closed() -> bool:
+        response = await client.get("/v1/portfolio/history", headers=READ)
+        return day in [item["business_date"] for item in response.json()["items"]]
+
+    await eventually(closed)
+
+
 async def wait_for(client: httpx.AsyncClient, loan_id: str, **expected: Any) -> dict:
     last: list = []
 
@@ -263,6 +272,9 @@ async def test_two_instances_match_one(uid, topics, producer):
             await wait_for(client, "M9", arrears="116.00")
         await publish(producer, topics.calendar, day_closed("2026-02-05"))
         for client in (single, pair[0]):
+            # the end of day itself done, not only the calendar moved: a loan's view is aged
+            # to the business date as it is read, but its new owner comes with the end of day
+            await wait_for_closed_day(client, "2026-02-05")
             for lid in loans:
                 await wait_for(client, lid, business_date="2026-02-05")
         for lid in loans:
