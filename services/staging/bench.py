@@ -19,8 +19,8 @@ staging instances would.
    the bulk load's hint bits and dirty buffers).
 
 The schema and topics are unique per run and dropped at the end, even on failure. With
-``events`` = 0 only the end of day runs (no Kafka needed). Each row gives /proc/loadavg taken
-just before its timed part.
+``events`` = 0 only the end of day runs (no Kafka needed); with ``book`` = 0 only the
+throughput. Each row gives /proc/loadavg taken just before its timed part.
 """
 
 from __future__ import annotations
@@ -293,9 +293,10 @@ async def run(n: int, book: int, consumers: int, workers: int, settle: bool = Tr
                 row, note = await _throughput(s, engine, schema, topics, uid, n, consumers)
                 rows.append(row)
                 notes.append(note)
-            row, note = await _eod(s, engine, schema, topics, book, workers, settle)
-            rows.append(row)
-            notes.append(note)
+            if book:
+                row, note = await _eod(s, engine, schema, topics, book, workers, settle)
+                rows.append(row)
+                notes.append(note)
         finally:
             await drop_schema(engine, schema)
             await engine.dispose()
