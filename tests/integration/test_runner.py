@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import gc
 import secrets
+import weakref
 from collections.abc import AsyncIterator
 from decimal import Decimal
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.structs import ConsumerRecord
 from sqlalchemy import text
 
 import shared.consumer as consumer_module
@@ -634,12 +638,6 @@ async def test_a_batch_state_that_points_back_at_its_context_is_freed_when_the_b
     """A service's batch state may hold the context (staging's Casework does): the runner
     clears the state, so the cycle and all it holds go by reference counting, not by a pass of
     the cyclic collector over every live object (measured: a tenth of staging's CPU)."""
-    import dataclasses
-    import gc
-    import weakref
-
-    from aiokafka.structs import ConsumerRecord
-
     await create_probe_schema(engine, schema)
 
     class Work:  # what a service keeps for the batch, with a way back to the context
