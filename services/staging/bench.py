@@ -40,19 +40,17 @@ from aiokafka.admin import AIOKafkaAdminClient
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.staging.consumer import consumer_spec
 from services.staging.domain import handlers
 from services.staging.domain.policy import DEFAULT_POLICY
 from services.staging.eod import EndOfDay
-from shared.bench import _produce
-from shared.consumer import ConsumerRunner, RunnerConfig
+from shared.bench import _produce, consume_in_processes
+from shared.consumer import RunnerConfig
 from shared.db import drop_schema, make_engine
 from shared.gc_tuning import tune_gc
 from shared.kafka import ensure_topics
 from shared.migrations import migrate
-from shared.ops.chaos_kafka import KafkaProbe
 from shared.settings import ServiceSettings
-from shared.topics import ALL_TOPICS, TopicNames
+from shared.topics import ALL_TOPICS, LOAN_EVENTS, TopicNames
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 EOD_DATE = date(2026, 2, 5)
@@ -147,56 +145,6 @@ async def _end_of_day(s: ServiceSettings, schema: str, prefix: str, workers: int
     return sum(done)
 
 
-def _consumer_worker(s: ServiceSettings, schema: str, prefix: str, group: str) -> int:
-    """One staging consumer process of the group; stops once the group has committed every
-    event on the topic (offsets are committed after their effects: see
-    shared.bench.consume_in_processes). Returns the events this process applied."""
-    async def work() -> int:
-        engine = make_engine(s.database_url, schema, pool_size=1)
-        topics = TopicNames(prefix)
-        runner = ConsumerRunner(consumer_spec(), engine, RunnerConfig(
-            bootstrap=s.kafka_bootstrap, group_id=group, schema=schema,
-            topics=topics, max_records=5000, poll_timeout_ms=100))
-        probe = KafkaProbe(s.kafka_bootstrap)
-        await probe.start()
-        await runner.start()
-        task = asyncio.create_task(runner.run())
-        try:
-            while not task.done() and await probe.lag(group, [topics.loan_events]):  # noqa: ASYNC110
-                await asyncio.sleep(0.1)  # the broker is polled
-        finally:
-            await probe.stop()
-            await runner.stop()
-            await task
-            await engine.dispose()
-        return runner.applied
-
-    return asyncio.run(work())
-
-
-async def _consume(s: ServiceSettings, schema: str, prefix: str, group: str,
-                   processes: int) -> float:
-    """Seconds from the consumer processes' start until the group has committed every event
-    (their shutdown, a rebalance as each leaves, is not counted)."""
-    loop = asyncio.get_running_loop()
-    probe = KafkaProbe(s.kafka_bootstrap)
-    await probe.start()
-    topic = TopicNames(prefix).loan_events
-    try:
-        with ProcessPoolExecutor(processes) as pool:
-            started = time.perf_counter()
-            workers = asyncio.gather(*[
-                loop.run_in_executor(pool, _consumer_worker, s, schema, prefix, group)
-                for _ in range(processes)])
-            while not workers.done() and await probe.lag(group, [topic]):  # noqa: ASYNC110
-                await asyncio.sleep(0.05)  # the broker is polled
-            elapsed = time.perf_counter() - started
-            await workers
-            return elapsed
-    finally:
-        await probe.stop()
-
-
 def _loadavg() -> str:
     with open("/proc/loadavg") as f:
         return " ".join(f.read().split()[:3])
@@ -207,7 +155,12 @@ async def _throughput(s: ServiceSettings, engine: AsyncEngine, schema: str, topi
     events = event_mix(n)
     await _produce(s.kafka_bootstrap, topics.loan_events, events)
     load = _loadavg()
-    elapsed = await _consume(s, schema, topics.prefix, f"bench-{uid}", consumers)
+    # the runner's own multi-process harness: timed from the first consumer's start until the
+    # group has committed every event (its lag, asked of the broker), shutdown not counted
+    elapsed = await consume_in_processes(
+        "services.staging.consumer:consumer_spec", s.database_url, RunnerConfig(
+            bootstrap=s.kafka_bootstrap, group_id=f"bench-{uid}", schema=schema, topics=topics,
+            max_records=5000, poll_timeout_ms=100), LOAN_EVENTS, consumers)
     async with engine.connect() as conn:
         loans = (await conn.execute(text("SELECT count(*) FROM loans"))).scalar_one()
         out = (await conn.execute(text("SELECT count(*) FROM outbox"))).scalar_one()
