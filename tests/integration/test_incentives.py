@@ -21,7 +21,6 @@ from services.incentives import scoring, store
 from services.incentives.consumer import as_mapping
 from services.incentives.domain import credit_for_applied, period_of
 from services.incentives.service import DEFINITION
-from shared.db import make_engine
 from shared.events import new_event, parse_event
 from shared.migrations import migrate
 from shared.service import create_app
@@ -272,7 +271,7 @@ async def test_scorecard_currency_is_set_by_the_first_money_entry_not_a_promise(
         assert card["payout"] == "12.00"  # 0.5% of 400.00 + the kept bonus 10.00
 
 
-async def test_two_instances_fold_every_credit_once(uid, topics, schema, producer):
+async def test_two_instances_fold_every_credit_once(uid, topics, schema, producer, engine):
     """Two instances in one group, their partitions' repayments credited to the same two
     collectors: each scorecard ends as a rebuild from the ledger would make it, every credit
     counted once (the folds' order is the next test's)."""
@@ -287,8 +286,6 @@ async def test_two_instances_fold_every_credit_once(uid, topics, schema, produce
         await publish(producer, topics.repayments_applied, *[
             repayment("repayment.applied", names[i % 6], loans[names[i % 6]], amount)
             for i, amount in enumerate(amounts)])
-        engine = make_engine(DB_URL, schema, pool_size=1)
-        stack.push_async_callback(engine.dispose)
 
         async def all_credited() -> bool:
             async with engine.connect() as conn:
@@ -313,43 +310,38 @@ async def test_two_instances_fold_every_credit_once(uid, topics, schema, produce
             await trans.rollback()
 
 
-async def test_a_batch_in_flight_holds_off_a_period_close_not_other_batches(schema):
+async def test_a_batch_in_flight_holds_off_a_period_close_not_other_batches(schema, engine):
     """A consumed batch shares the scorecard lock: another instance's batch takes it too, a
     period close (or a scheme change) waits for both to commit."""
     await migrate(DB_URL, schema, MIGRATIONS)
-    engine = make_engine(DB_URL, schema, pool_size=4)
-    try:
-        async with engine.connect() as first, engine.connect() as second:
-            await first.begin()
-            await store.share_scorecards(first)
-            await second.begin()
-            await asyncio.wait_for(store.share_scorecards(second), 5)  # not held off
+    async with engine.connect() as first, engine.connect() as second:
+        await first.begin()
+        await store.share_scorecards(first)
+        await second.begin()
+        await asyncio.wait_for(store.share_scorecards(second), 5)  # not held off
 
-            async def close() -> None:
-                async with engine.begin() as conn:
-                    await store.lock_scorecards(conn)
-                    await store.close_period(conn, "2026-02")
+        async def close() -> None:
+            async with engine.begin() as conn:
+                await store.lock_scorecards(conn)
+                await store.close_period(conn, "2026-02")
 
-            closing = asyncio.create_task(close())
-            await asyncio.sleep(0.5)
-            assert not closing.done()
-            await first.rollback()
-            await asyncio.sleep(0.2)
-            assert not closing.done()  # the second batch is still in flight
-            await second.commit()
-            await asyncio.wait_for(closing, 5)
-        async with engine.connect() as conn:
-            assert await store.load_closed_periods(conn) == {"2026-02"}
-    finally:
-        await engine.dispose()
+        closing = asyncio.create_task(close())
+        await asyncio.sleep(0.5)
+        assert not closing.done()
+        await first.rollback()
+        await asyncio.sleep(0.2)
+        assert not closing.done()  # the second batch is still in flight
+        await second.commit()
+        await asyncio.wait_for(closing, 5)
+    async with engine.connect() as conn:
+        assert await store.load_closed_periods(conn) == {"2026-02"}
 
 
-async def test_the_tally_lock_orders_two_batches_folds(schema):
+async def test_the_tally_lock_orders_two_batches_folds(schema, engine):
     """Two batches in flight at once fold into one stored tally: the second reads it only
     after the first commits, so neither credit is lost (without the lock both read the empty
     tally and the later write keeps only its own credit)."""
     await migrate(DB_URL, schema, MIGRATIONS)
-    engine = make_engine(DB_URL, schema, pool_size=4)
 
     def entries(amount: str) -> list:
         _, value = repayment("repayment.applied", f"L-{amount}", "c9", amount)
@@ -361,19 +353,16 @@ async def test_the_tally_lock_orders_two_batches_folds(schema):
         book = store.book_of(await store.load_schemes(conn))
         await scoring.fold_in(conn, book, entries(amount))
 
-    try:
-        async with engine.connect() as first, engine.connect() as second:
-            await first.begin()
-            await batch(first, "100.00")
-            await second.begin()
-            folding = asyncio.create_task(batch(second, "23.45"))
-            await asyncio.sleep(0.5)
-            assert not folding.done()  # waits for the tally lock, not for a share
-            await first.commit()
-            await asyncio.wait_for(folding, 5)
-            await second.commit()
-        async with engine.connect() as conn:
-            doc = await store.scorecard_doc(conn, "c9", "2026-03")
-        assert Decimal(doc["recovered"]) == Decimal("123.45")
-    finally:
-        await engine.dispose()
+    async with engine.connect() as first, engine.connect() as second:
+        await first.begin()
+        await batch(first, "100.00")
+        await second.begin()
+        folding = asyncio.create_task(batch(second, "23.45"))
+        await asyncio.sleep(0.5)
+        assert not folding.done()  # waits for the tally lock, not for a share
+        await first.commit()
+        await asyncio.wait_for(folding, 5)
+        await second.commit()
+    async with engine.connect() as conn:
+        doc = await store.scorecard_doc(conn, "c9", "2026-03")
+    assert Decimal(doc["recovered"]) == Decimal("123.45")
