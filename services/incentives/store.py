@@ -6,7 +6,8 @@ whatever its size.
 Locks (transaction-scoped advisory locks, so a crash or a rollback frees them):
 
 - ``SCORECARD_LOCK``: a scheme change takes it exclusively for its whole transaction (it reads
-  the schemes and closed periods, then rebuilds every scorecard); a consumed batch takes it
+  the schemes and closed periods, then rebuilds every scorecard), and so does a period close
+  (no batch that read the open months is still in flight); a consumed batch takes it
   shared from its first statement, so the scheme book and closed periods it read stay the ones
   in force until it commits, while batches of other instances go on beside it.
 - ``TALLY_LOCK``: a batch takes it exclusively just before it reads the stored tallies it will
@@ -51,7 +52,8 @@ def _json(value: Any) -> str:
 
 
 async def lock_scorecards(conn: AsyncConnection) -> None:
-    """A scheme change's lock: no batch is between its first statement and its commit."""
+    """A scheme change's or a period close's lock: no batch is between its first statement and
+    its commit."""
     await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": SCORECARD_LOCK})
 
 
