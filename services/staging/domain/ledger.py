@@ -99,6 +99,31 @@ class _View:
     oldest_unpaid_due_date: date | None
 
 
+def _allocate(payment: Payment, unpaid: dict[int, Money], due: Mapping[int, date]) -> Allocation:
+    """Apply ``payment`` to ``unpaid`` (changed in place): oldest due date first, ties by
+    instalment number; what is left is the excess."""
+    remaining = payment.amount
+    parts: list[tuple[int, Money]] = []
+    owed = [n for n, u in unpaid.items() if u > 0]
+    if len(owed) > 1:
+        owed.sort(key=lambda n: (due[n], n))
+    for no in owed:
+        if remaining <= 0:
+            break
+        left = unpaid[no]
+        take = left if left < remaining else remaining  # min(): ties keep the payment's
+        unpaid[no] = left - take
+        remaining -= take
+        parts.append((no, take))
+    return Allocation(payment.payment_id, payment.amount, tuple(parts), remaining)
+
+
+def _view(unpaid: dict[int, Money], due: Mapping[int, date],
+          allocations: Mapping[str, Allocation]) -> _View:
+    oldest = min((due[no] for no, left in unpaid.items() if left > 0), default=None)
+    return _View(unpaid, due, allocations, sum(unpaid.values(), ZERO), oldest)
+
+
 def _replay(entries: tuple[Instalment | Payment, ...]) -> _View:
     unpaid: dict[int, Money] = {}
     due: dict[int, date] = {}
@@ -107,20 +132,23 @@ def _replay(entries: tuple[Instalment | Payment, ...]) -> _View:
         if isinstance(entry, Instalment):
             unpaid[entry.instalment_no] = entry.amount_unpaid
             due[entry.instalment_no] = entry.due_date
-            continue
-        remaining = entry.amount
-        parts: list[tuple[int, Money]] = []
-        for no in sorted((n for n, u in unpaid.items() if u > 0), key=lambda n: (due[n], n)):
-            if remaining <= 0:
-                break
-            take = min(remaining, unpaid[no])
-            unpaid[no] -= take
-            remaining -= take
-            parts.append((no, take))
-        allocations[entry.payment_id] = Allocation(entry.payment_id, entry.amount, tuple(parts),
-                                                   remaining)
-    oldest = min((due[no] for no, left in unpaid.items() if left > 0), default=None)
-    return _View(unpaid, due, allocations, sum(unpaid.values(), ZERO), oldest)
+        else:
+            allocations[entry.payment_id] = _allocate(entry, unpaid, due)
+    return _view(unpaid, due, allocations)
+
+
+def _extended(view: _View, entry: Instalment | Payment) -> _View:
+    """The view of the entries of ``view`` followed by ``entry``, without a replay: a new
+    last entry leaves every earlier allocation as it was (allocation follows arrival order),
+    so the replay's last step is all that changes. For a new instalment number only; a
+    correction of a known one replays. The dicts of ``view`` are not changed (views are
+    never changed once made, so the new view may share the ones it does not change)."""
+    unpaid = dict(view.unpaid)
+    if isinstance(entry, Instalment):
+        unpaid[entry.instalment_no] = entry.amount_unpaid
+        return _view(unpaid, {**view.due, entry.instalment_no: entry.due_date}, view.allocations)
+    allocation = _allocate(entry, unpaid, view.due)
+    return _view(unpaid, view.due, {**view.allocations, entry.payment_id: allocation})
 
 
 @quick_init
@@ -133,6 +161,18 @@ class Ledger:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_view", _replay(self.entries))
+
+    def _with(self, entry: Instalment | Payment) -> Ledger:
+        """This ledger with ``entry`` appended (a payment, or an instalment of a new number),
+        its view extended rather than replayed; equal to ``Ledger(currency, entries + (entry,),
+        reversed_ids)``."""
+        new = object.__new__(Ledger)
+        values = new.__dict__  # frozen: fields go in the instance dict, as __init__ puts them
+        values["currency"] = self.currency
+        values["entries"] = (*self.entries, entry)
+        values["reversed_ids"] = self.reversed_ids
+        values["_view"] = _extended(self._view, entry)
+        return new
 
     @property
     def arrears(self) -> Money:
@@ -154,7 +194,10 @@ class Ledger:
         return tuple(e for e in self.entries if isinstance(e, Payment))
 
     def payment(self, payment_id: str) -> Payment | None:
-        return next((p for p in self.payments if p.payment_id == payment_id), None)
+        if payment_id not in self._view.allocations:  # every surviving payment has one
+            return None
+        return next(e for e in self.entries
+                    if isinstance(e, Payment) and e.payment_id == payment_id)
 
     def allocation(self, payment_id: str) -> Allocation:
         return self._view.allocations[payment_id]
@@ -216,17 +259,16 @@ def record_missed_payment(ledger: Ledger, instalment_no: int, due_date: date,
     """Add an instalment, or correct one already known (in place, then re-allocate)."""
     if isinstance(instalment_no, bool) or not isinstance(instalment_no, int) or instalment_no < 1:
         raise Rejected("invalid_instalment", "instalment_no must be a positive integer")
-    known = any(i.instalment_no == instalment_no for i in ledger.instalments)
+    known = instalment_no in ledger._view.due  # every recorded instalment has a due date
     if amount_unpaid < 0 or (amount_unpaid == 0 and not known):
         raise Rejected("invalid_amount", "amount_unpaid must be positive")
     record = Instalment(instalment_no, due_date, amount_unpaid)
-    if known:
-        entries = tuple(
-            record if isinstance(e, Instalment) and e.instalment_no == instalment_no else e
-            for e in ledger.entries
-        )
-    else:
-        entries = (*ledger.entries, record)
+    if not known:  # appended: no earlier allocation moves
+        return LedgerChange(ledger._with(record))
+    entries = tuple(
+        record if isinstance(e, Instalment) and e.instalment_no == instalment_no else e
+        for e in ledger.entries
+    )
     return _change(ledger, Ledger(ledger.currency, entries, ledger.reversed_ids))
 
 
@@ -237,18 +279,18 @@ def record_repayment(ledger: Ledger, payment_id: str, amount: Money, currency: s
         raise Rejected("currency_mismatch", f"{currency} on a {ledger.currency} loan")
     if amount <= 0:
         raise Rejected("invalid_amount", "amount must be positive")
-    if ledger.payment(payment_id) is not None or payment_id in ledger.reversed_ids:
+    if payment_id in ledger._view.allocations or payment_id in ledger.reversed_ids:
         raise Rejected("duplicate_payment", payment_id)
-    payment = Payment(payment_id, amount, value_date, received_on, seq)
-    after = Ledger(ledger.currency, (*ledger.entries, payment), ledger.reversed_ids)
-    return _change(ledger, after, payment_id, applied=after.allocation(payment_id))
+    after = ledger._with(Payment(payment_id, amount, value_date, received_on, seq))
+    # appended: no earlier allocation moves
+    return LedgerChange(after, applied=after.allocation(payment_id))
 
 
 def reverse_repayment(ledger: Ledger, payment_id: str) -> LedgerChange:
     """Remove a payment as if it had never come; later payments are re-allocated by replay."""
     if payment_id in ledger.reversed_ids:
         raise Rejected("already_reversed", payment_id)
-    if ledger.payment(payment_id) is None:
+    if payment_id not in ledger._view.allocations:
         raise Rejected("unknown_payment", payment_id)
     entries = tuple(
         e for e in ledger.entries if not (isinstance(e, Payment) and e.payment_id == payment_id)

@@ -13,6 +13,7 @@ from services.staging.domain.delinquency import days_past_due, select_stage
 from services.staging.domain.errors import Rejected
 from services.staging.domain.ledger import (
     Ledger,
+    _change,
     record_missed_payment,
     record_repayment,
     reverse_repayment,
@@ -98,6 +99,35 @@ def test_ledger_equals_a_replay_of_the_surviving_events(ops):
     arrears, paid = reference_arrears(log)
     assert ledger.arrears == arrears
     assert {pid: a.to_arrears for pid, a in ledger.allocations.items()} == paid
+
+
+def _exact(ledger):
+    """Everything the view holds, Decimals as text (so 300 and 300.00 differ)."""
+    view = ledger._view
+    return ({no: str(u) for no, u in view.unpaid.items()}, dict(view.due),
+            {pid: a.to_dict() for pid, a in view.allocations.items()}, str(view.arrears),
+            view.oldest_unpaid_due_date)
+
+
+@FAST
+@given(ledger_ops)
+def test_an_appended_entry_extends_the_view_exactly_as_a_replay_would(ops):
+    """A new payment or a new instalment extends the ledger's view without replaying it
+    (``Ledger._with``); at every step it is the view a replay of the same entries builds,
+    to the exponent of every amount, and no earlier allocation moved."""
+    ledger, n = Ledger("CNY"), 0
+    for op in ops:
+        if op[0] == "rev":
+            continue
+        if op[0] == "miss":
+            change = record_missed_payment(ledger, op[1], D0 + timedelta(days=op[2]), op[3])
+        else:
+            n += 1
+            change = record_repayment(ledger, f"p{n}", op[1], "CNY", D0, received_on=D0, seq=n)
+        replayed = Ledger("CNY", change.ledger.entries, change.ledger.reversed_ids)
+        assert _exact(change.ledger) == _exact(replayed)
+        assert change.reallocations == _change(ledger, replayed).reallocations
+        ledger = change.ledger
 
 
 # --- loans: history paths ------------------------------------------------------------------
