@@ -16,7 +16,10 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import date
 from enum import Enum
-from typing import Any
+from functools import cache
+from typing import Any, get_args
+
+from pydantic import BaseModel
 
 from services.staging import store
 from services.staging.casework import Casework
@@ -36,9 +39,27 @@ def _work(ctx: BatchContext) -> Casework:
     return work
 
 
+def _holds_enum(annotation: Any) -> bool:
+    if isinstance(annotation, type) and issubclass(annotation, Enum):
+        return True
+    return any(_holds_enum(arg) for arg in get_args(annotation))
+
+
+@cache
+def _enum_fields(model: type[BaseModel]) -> tuple[str, ...]:
+    """The fields of an event's data model that may hold an enum (``X | None`` included)."""
+    return tuple(name for name, f in model.model_fields.items() if _holds_enum(f.annotation))
+
+
 def plain(event: Event) -> dict[str, Any]:
     """The event's typed data as the plain values the domain reads (enums as their value)."""
-    return {k: (v.value if isinstance(v, Enum) else v) for k, v in event.data.__dict__.items()}
+    model: type[BaseModel] = type(event.data)
+    data = event.data.__dict__.copy()
+    for name in _enum_fields(model):
+        value = data.get(name)
+        if isinstance(value, Enum):
+            data[name] = value.value
+    return data
 
 
 async def open_loan(ctx: BatchContext, event: Event) -> None:

@@ -91,12 +91,19 @@ def select_stage(previous: str | None, dpd: int, arrears: Decimal, flags: Flags,
     ``before_special`` is the loan's memory of rule 1 (:func:`stage_before_special`): when
     ``previous`` is ``special`` and no special flag is in force any more, it stands for
     ``previous``."""
+    candidate = stage_for_dpd(policy, dpd)
+    if not flags.active and floor is None and previous != SPECIAL:
+        # no flag in force, no floor (the usual evaluation): rule 3 alone
+        held_rank, candidate_rank = policy.rank(previous), policy.rank(candidate)
+        if (held_rank is not None and candidate_rank is not None and held_rank > candidate_rank
+                and arrears > 0 and policy.stage(previous).sticky):  # type: ignore[arg-type]
+            return previous  # type: ignore[return-value]
+        return candidate
     if flags.special:
         return SPECIAL
     if previous == SPECIAL and before_special is not None:
         previous = before_special
     rank = policy.rank
-    candidate = stage_for_dpd(policy, dpd)
     held = _higher(policy, previous, floor)
     if held is not None:
         held_rank, candidate_rank = rank(held) or 0, rank(candidate) or 0
@@ -140,7 +147,7 @@ def stage_before_special(previous: str | None, remembered: str | None, dpd: int,
 
 def _next_aging_date(state: LoanState, policy: Policy) -> date | None:
     flags, ledger = state.flags, state.ledger
-    if flags.special or flags.has(DISPUTE) or flags.has(HARDSHIP):
+    if flags.active and (flags.special or flags.has(DISPUTE) or flags.has(HARDSHIP)):
         return None  # no escalation by time; an `until` is covered by the flag's expiry date
     oldest = ledger.oldest_unpaid_due_date
     if oldest is None or ledger.arrears <= policy.tolerance:

@@ -93,6 +93,9 @@ def _settle(state: LoanState, policy: Policy, reason: str,
         memory = stage_before_special(state.stage, memory, dpd, arrears, flags, policy,
                                       floor=floor)
     if stage == state.stage:
+        if (dpd == state.dpd and policy.version == state.policy_version
+                and memory == state.stage_before_special):
+            return state, []  # the usual event: nothing to record
         return state.evolve(dpd=dpd, policy_version=policy.version,
                             stage_before_special=memory), []
     change = StageChange(state.stage, stage, dpd, reason, state.business_date)
@@ -139,7 +142,7 @@ def _age_once(state: LoanState, on: date, policy: Policy) -> tuple[LoanState, li
 def _set_owner(state: LoanState, collector_id: str | None,
                team: str | None) -> tuple[LoanState, list[Emitted]]:
     previous = state.owner
-    if previous == CaseOwner(collector_id, team):
+    if previous.collector_id == collector_id and previous.team == team:
         return state, []
     history = state.owner_history
     if collector_id != previous.collector_id:
@@ -185,7 +188,9 @@ def _finish(state: LoanState, policy: Policy, events: list[Emitted],
             request = _request(state, policy, preferred)
     elif owner.collector_id is None or owner.team != team:
         request = _request(state, policy, preferred)
-    state = state.evolve(next_transition_date=next_transition_date(state, policy))
+    upcoming = next_transition_date(state, policy)
+    if upcoming != state.next_transition_date:
+        state = state.evolve(next_transition_date=upcoming)
     return Outcome(state, tuple(events), request)
 
 

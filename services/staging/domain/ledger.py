@@ -151,6 +151,9 @@ def _extended(view: _View, entry: Instalment | Payment) -> _View:
     return _view(unpaid, view.due, {**view.allocations, entry.payment_id: allocation})
 
 
+_NO_ENTRIES = _replay(())  # every new loan's view (views are never changed once made)
+
+
 @quick_init
 @dataclass(frozen=True)
 class Ledger:
@@ -160,7 +163,7 @@ class Ledger:
     _view: _View = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_view", _replay(self.entries))
+        object.__setattr__(self, "_view", _replay(self.entries) if self.entries else _NO_ENTRIES)
 
     def _with(self, entry: Instalment | Payment) -> Ledger:
         """This ledger with ``entry`` appended (a payment, or an instalment of a new number),

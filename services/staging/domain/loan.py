@@ -128,12 +128,13 @@ class LoanState:
         ``replace`` rebuilds all 25 fields through ``__init__`` each time, which was a fifth of
         the CPU of aging a loan. Field names are still checked (an unknown one is a TypeError,
         as with ``replace``); there is no ``__post_init__`` to re-run."""
-        if not _FIELDS.issuperset(changes):
-            raise TypeError(f"LoanState has no field {sorted(changes.keys() - _FIELDS)}")
+        unknown = changes.keys() - _FIELDS
+        if unknown:
+            raise TypeError(f"LoanState has no field {sorted(unknown)}")
+        values = self.__dict__.copy()  # frozen: fields live in the instance dict, as __init__
+        values.update(changes)  # puts them
         new = object.__new__(LoanState)
-        values = new.__dict__  # frozen: fields are set in the instance dict, as __init__ does
-        values.update(self.__dict__)
-        values.update(changes)
+        object.__setattr__(new, "__dict__", values)
         return new
 
     def to_dict(self) -> dict[str, Any]:

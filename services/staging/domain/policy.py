@@ -92,6 +92,10 @@ class Policy:
     def _ranks(self) -> Mapping[str | None, int]:
         return {rule.name: index for index, rule in enumerate(self.ranged)}
 
+    @cached_property
+    def _stage_of_dpd(self) -> dict[int, str]:
+        return {}  # stage_for_dpd's memo
+
 
 @quick_init
 @dataclass(frozen=True)
@@ -115,11 +119,21 @@ class PolicySet:
 
 
 def stage_for_dpd(policy: Policy, dpd: int) -> str:
-    """The stage whose DPD range holds ``dpd`` (ranges are contiguous, validated)."""
+    """The stage whose DPD range holds ``dpd`` (ranges are contiguous, validated); memoised
+    per policy (every evaluation asks, and DPDs are few)."""
+    memo = policy._stage_of_dpd
+    name = memo.get(dpd)
+    if name is not None:
+        return name
     for rule in policy.ranged:
         if rule.holds(dpd):
+            if len(memo) < _DPD_MEMO:
+                memo[dpd] = rule.name
             return rule.name
     raise ValueError(f"policy version {policy.version} does not cover DPD {dpd}")
+
+
+_DPD_MEMO = 40_000  # a century of days
 
 
 # --- validation ----------------------------------------------------------------------------

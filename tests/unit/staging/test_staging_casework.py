@@ -4,12 +4,14 @@ owners are resolved and open-case counts follow the owners."""
 from __future__ import annotations
 
 from datetime import date
+from decimal import Decimal
 
 import orjson
 import pytest
 
 from services.staging import store
 from services.staging.casework import Casework
+from services.staging.consumer import plain
 from services.staging.domain import handlers
 from services.staging.domain.policy import DEFAULT_POLICY, DEFAULT_POLICY_SET
 from shared.context import BatchContext
@@ -119,3 +121,25 @@ async def test_reversal_returns_the_case_to_the_collector_its_payment_released(r
         state, {"payment_id": "P1", "reason": "chargeback"}, on, DEFAULT_POLICY))
     assert (state.stage, state.owner.collector_id) == ("intensive", "i1")
     assert state.owner_history[-1].collector_id == "i1"
+
+
+def test_the_domain_reads_every_enum_field_as_its_value_and_the_rest_as_parsed():
+    """``plain`` converts only the fields whose model type holds an enum (``X | None``
+    included), found once per model; the event keeps its own data."""
+    closed = parse_event({
+        "specversion": "1.0", "id": "e1", "source": "urn:core", "type": "loan.closed",
+        "time": "2026-01-05T10:00:00+08:00",
+        "subject": "L1", "data": {"loan_id": "L1", "reason": "sold"}})
+    data = plain(closed)
+    assert type(data["reason"]) is str and data["reason"] == "sold"
+    assert data["loan_id"] == "L1"
+    assert type(closed.data.reason) is not str  # the event's own value is still the enum
+    received = parse_event({
+        "specversion": "1.0", "id": "e2", "source": "urn:core", "type": "repayment.received",
+        "time": "2026-01-05T10:00:00+08:00",
+        "subject": "L1", "data": {"loan_id": "L1", "payment_id": "P1", "amount": "30.00",
+                                  "currency": "CNY", "value_date": "2026-01-05",
+                                  "channel": "auto_debit"}})
+    data = plain(received)
+    assert type(data["channel"]) is str and data["channel"] == "auto_debit"
+    assert data["amount"] == Decimal("30.00")
