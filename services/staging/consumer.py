@@ -113,7 +113,7 @@ HANDLERS: dict[str, Callable[[BatchContext, Event], Awaitable[None]]] = {
 
 async def load_batch(ctx: BatchContext, events: list[Event]) -> None:
     conn = ctx.conn
-    ids = [e.data.loan_id for e in events if hasattr(e.data, "loan_id")]
+    ids = [loan_id for e in events if (loan_id := getattr(e.data, "loan_id", None))]
     loans = await store.load_loans(conn, ids)
     # read after the loans are locked: a loan aged by end of day is never ahead of this date
     cal = await store.calendar(conn)

@@ -145,8 +145,14 @@ def _extended(view: _View, entry: Instalment | Payment) -> _View:
     never changed once made, so the new view may share the ones it does not change)."""
     unpaid = dict(view.unpaid)
     if isinstance(entry, Instalment):
-        unpaid[entry.instalment_no] = entry.amount_unpaid
-        return _view(unpaid, {**view.due, entry.instalment_no: entry.due_date}, view.allocations)
+        amount, due = entry.amount_unpaid, entry.due_date
+        unpaid[entry.instalment_no] = amount
+        oldest = view.oldest_unpaid_due_date
+        if amount > 0 and (oldest is None or due < oldest):
+            oldest = due
+        # the replay's sum adds the new last value to the same running total
+        return _View(unpaid, {**view.due, entry.instalment_no: due}, view.allocations,
+                     view.arrears + amount, oldest)
     allocation = _allocate(entry, unpaid, view.due)
     return _view(unpaid, view.due, {**view.allocations, entry.payment_id: allocation})
 

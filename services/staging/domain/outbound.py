@@ -67,7 +67,8 @@ def repayment(kind: str, state: LoanState, allocation: Allocation, value_date: d
         "value_date": iso(value_date), "stage": state.stage, "dpd_before": dpd_before,
         "dpd_after": state.dpd,
         "collector_id": state.credited_to(allocation.payment_id, value_date), "reason": reason,
-        "instalments": allocation.to_dict()["instalments"],
+        "instalments": [{"instalment_no": no, "amount": str(part)}
+                        for no, part in allocation.instalments],
     })
 
 
