@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.db import JSON_ROWS, rows_json
@@ -40,11 +41,18 @@ _KEYS = f"""(SELECT r->>0 AS source, r->>1 AS id, r->>2 AS topic,
         FROM {JSON_ROWS}
         ORDER BY n) AS u"""
 
-_CLAIM = text(f"""
+_INSERT = f"""
 INSERT INTO inbox (consumer, source, id, topic, kafka_partition, kafka_offset, status)
 SELECT :consumer, u.source, u.id, u.topic, u.part, u.off, 'applied'
 FROM {_KEYS}
-ON CONFLICT (consumer, source, id) DO NOTHING
+"""
+# Every key new (the usual batch): a plain insert, in a savepoint. ON CONFLICT checks the
+# index before each row and inserts it speculatively, and RETURNING sends every key back:
+# together 13 of the 50 ms a batch of 5,000 keys cost PostgreSQL, and the rows' decoding a
+# few per cent of a consumer's CPU.
+_CLAIM_NEW = text(_INSERT)
+# Some key known: which are new, and (below) which are replays of dead letters.
+_CLAIM = text(_INSERT + """ON CONFLICT (consumer, source, id) DO NOTHING
 RETURNING source, id
 """)
 
@@ -92,6 +100,12 @@ async def claim(conn: AsyncConnection, consumer: str,
     if not keys:
         return None
     params = _params(consumer, keys)
+    try:
+        async with conn.begin_nested():
+            await conn.execute(_CLAIM_NEW, params)
+        return None
+    except IntegrityError:  # a key already there (a redelivery, a re-sent or replayed event)
+        pass  # rolled back to the savepoint: nothing of the attempt stays
     claimed = (await conn.execute(_CLAIM, params)).all()
     if len(claimed) == len(keys):
         return None

@@ -16,6 +16,7 @@ from aiokafka.structs import ConsumerRecord
 from sqlalchemy import text
 
 import shared.consumer as consumer_module
+from shared import inbox
 from shared.consumer import ConsumerRunner, RunnerConfig
 from shared.context import BatchContext, Rejected
 from shared.events import Event, sample_cloudevent
@@ -665,3 +666,29 @@ async def test_a_batch_state_that_points_back_at_its_context_is_freed_when_the_b
         gc.enable()
         await runner._close_connection()
     assert {k: v[1] for k, v in (await probe_rows(engine)).items()} == {"L0": 1, "L1": 1, "L2": 1}
+
+
+async def test_the_inbox_claims_new_keys_plainly_and_sorts_out_known_ones(engine, schema):
+    """``inbox.claim``: a batch of new keys is one plain insert (None: all new); a batch with a
+    known key falls back, from a savepoint that leaves nothing of the first attempt, to the
+    insert that skips known keys, and a dead letter seen again at another position is a
+    replay (claimed again), at its own position not (a redelivery)."""
+    await create_probe_schema(engine, schema)
+
+    def key(event_id: str, offset: int) -> inbox.InboxKey:
+        return inbox.InboxKey("urn:test", event_id, "t", 0, offset)
+
+    async with engine.begin() as conn:
+        assert await inbox.claim(conn, "probe", [key("a", 1), key("b", 2)]) is None
+        await inbox.mark_dead(conn, "probe", [key("d", 3)])
+    async with engine.begin() as conn:
+        fresh = await inbox.claim(conn, "probe", [key("a", 4), key("c", 5), key("d", 3)])
+        assert fresh == {("urn:test", "c")}
+        assert await inbox.claim(conn, "probe", [key("d", 6), key("e", 7)]) == {
+            ("urn:test", "d"), ("urn:test", "e")}
+    async with engine.connect() as conn:
+        rows = (await conn.execute(text(
+            "SELECT id, status, kafka_offset FROM inbox ORDER BY id"))).all()
+    assert [tuple(r) for r in rows] == [("a", "applied", 1), ("b", "applied", 2),
+                                       ("c", "applied", 5), ("d", "applied", 6),
+                                       ("e", "applied", 7)]
