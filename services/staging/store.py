@@ -66,8 +66,9 @@ INSERT INTO loans (loan_id, product, status, stage, dpd, arrears, currency, coll
                    next_transition_date, business_date, oldest_due_date, state, updated_at)
 SELECT r->>0, r->>1, r->>2, r->>3, CAST(r->>4 AS int), CAST(r->>5 AS numeric), r->>6, r->>7,
        r->>8, CAST(r->>9 AS date), CAST(r->>10 AS date), CAST(r->>11 AS date),
-       CAST(r->>12 AS json), now()
+       CAST(d.doc AS json), now()
 FROM {JSON_ROWS}
+JOIN unnest(CAST(:docs AS text[])) WITH ORDINALITY AS d(doc, m) ON d.m = u.n
 ORDER BY n
 ON CONFLICT (loan_id) DO UPDATE SET status = EXCLUDED.status, stage = EXCLUDED.stage,
     dpd = EXCLUDED.dpd, arrears = EXCLUDED.arrears, collector_id = EXCLUDED.collector_id,
@@ -81,11 +82,12 @@ async def save_loans(conn: AsyncConnection, loans: Sequence[LoanState]) -> None:
     """Insert or update ``loans`` with one statement, in loan_id order (the lock order)."""
     if not loans:
         return
+    ordered = sorted(loans, key=lambda s: s.loan_id)
     await conn.execute(_SAVE, {"rows": rows_json(
         (s.loan_id, s.product, s.status, s.stage, s.dpd, s.arrears, s.currency,
          s.owner.collector_id, s.owner.team, s.next_transition_date, s.business_date,
-         s.oldest_unpaid_due_date, _json(s.to_dict()))
-        for s in sorted(loans, key=lambda s: s.loan_id))})
+         s.oldest_unpaid_due_date) for s in ordered),
+        "docs": [_json(s.to_dict()) for s in ordered]})
 
 
 _HISTORY = text(f"""
