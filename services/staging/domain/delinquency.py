@@ -72,6 +72,8 @@ def days_past_due(ledger: Ledger, flags: Flags, tolerance: Decimal, on: date) ->
     if oldest is None or ledger.arrears <= tolerance or on <= oldest:
         return 0
     days = (on - oldest).days
+    if not flags.pauses and HARDSHIP not in flags.active:
+        return days  # no pause, closed or open: the usual loan
     for start, end in _merge(flags.pause_intervals(on)):
         low, high = max(start, oldest), min(end, on)
         if high > low:
