@@ -668,11 +668,15 @@ async def test_a_batch_state_that_points_back_at_its_context_is_freed_when_the_b
     assert {k: v[1] for k, v in (await probe_rows(engine)).items()} == {"L0": 1, "L1": 1, "L2": 1}
 
 
-async def test_the_inbox_claims_new_keys_plainly_and_sorts_out_known_ones(engine, schema):
+@pytest.mark.parametrize("plain_from", [1, 100], ids=["plain-insert-first", "small-batch"])
+async def test_the_inbox_claims_new_keys_plainly_and_sorts_out_known_ones(
+        engine, schema, monkeypatch, plain_from):
     """``inbox.claim``: a batch of new keys is one plain insert (None: all new); a batch with a
     known key falls back, from a savepoint that leaves nothing of the first attempt, to the
     insert that skips known keys, and a dead letter seen again at another position is a
-    replay (claimed again), at its own position not (a redelivery)."""
+    replay (claimed again), at its own position not (a redelivery). A batch under
+    ``_PLAIN_FROM`` keys goes to that insert at once, with the same results."""
+    monkeypatch.setattr(inbox, "_PLAIN_FROM", plain_from)
     await create_probe_schema(engine, schema)
 
     def key(event_id: str, offset: int) -> inbox.InboxKey:
