@@ -8,7 +8,11 @@ staging instances would.
 1. Throughput: a realistic mix per loan (loan.opened, payment.missed, repayment.received,
    a second payment.missed, and for every other loan a repayment.reversed) is produced first;
    a fresh runner is then timed from its start until every event is committed (loans, history,
-   outbox), like the other services' benchmarks.
+   outbox), like the other services' benchmarks. By default no business day has closed, so
+   every loan is evaluated at its own opening date and stays current; ``--business-date
+   YYYY-MM-DD`` sets the calendar first, so the same events also move stages and owners (with
+   2026-02-10 every loan enters negotiation with DPD 36 and is assigned to its relationship
+   manager: a stage.changed and a case.assigned more per loan, with their history rows).
 2. End of day: a book of `book` loans is written with one INSERT ... SELECT generate_series
    (templated states built by the domain); 5% are early loans at DPD 30 whose next transition
    is the new business date (they move to negotiation and are assigned to their relationship
@@ -151,9 +155,14 @@ def _loadavg() -> str:
 
 
 async def _throughput(s: ServiceSettings, engine: AsyncEngine, schema: str, topics: TopicNames,
-                      uid: str, n: int, consumers: int) -> tuple[str, str]:
+                      uid: str, n: int, consumers: int,
+                      business_date: date | None) -> tuple[str, str]:
     events = event_mix(n)
     await _produce(s.kafka_bootstrap, topics.loan_events, events)
+    if business_date is not None:
+        async with engine.begin() as conn:
+            await conn.execute(text("UPDATE calendar SET business_date = :d"),
+                               {"d": business_date})
     load = _loadavg()
     # the runner's own multi-process harness: timed from the first consumer's start until the
     # group has committed every event (its lag, asked of the broker), shutdown not counted
@@ -167,11 +176,16 @@ async def _throughput(s: ServiceSettings, engine: AsyncEngine, schema: str, topi
         dead = (await conn.execute(text(
             "SELECT count(*) FROM inbox WHERE status <> 'applied'"))).scalar_one()
         seen = (await conn.execute(text("SELECT count(*) FROM inbox"))).scalar_one()
+        stages = (await conn.execute(text(
+            "SELECT stage, count(*) FROM loans GROUP BY stage ORDER BY stage"))).all()
     assert seen == len(events), (seen, len(events))  # every event's effects were committed
-    return (f"| event mix through Kafka, all effects committed, {consumers} consumer(s) "
+    on = "no business day closed" if business_date is None else f"business date {business_date}"
+    return (f"| event mix through Kafka, all effects committed, {consumers} consumer(s), {on} "
             f"(load average {load}) | {len(events):,} events | {elapsed:.2f} | "
             f"{len(events) / elapsed:,.0f} |",
-            f"Throughput run: {loans:,} loans, {out:,} outbox rows, {dead} dead-lettered.")
+            f"Throughput run: {loans:,} loans ("
+            + ", ".join(f"{stage} {count:,}" for stage, count in stages)
+            + f"), {out:,} outbox rows, {dead} dead-lettered.")
 
 
 async def _eod(s: ServiceSettings, engine: AsyncEngine, schema: str, topics: TopicNames,
@@ -228,7 +242,8 @@ async def _drop_topics(bootstrap: str, topics: TopicNames) -> None:
         await admin.close()
 
 
-async def run(n: int, book: int, consumers: int, workers: int, settle: bool = True) -> str:
+async def run(n: int, book: int, consumers: int, workers: int, settle: bool = True,
+              business_date: date | None = None) -> str:
     """Both parts (``n`` = 0: end of day only, without Kafka); the run's schema and topics
     are dropped at the end, whatever happens."""
     s = ServiceSettings(service="staging")
@@ -243,7 +258,8 @@ async def run(n: int, book: int, consumers: int, workers: int, settle: bool = Tr
         engine = make_engine(s.database_url, schema, pool_size=2)
         try:
             if n:
-                row, note = await _throughput(s, engine, schema, topics, uid, n, consumers)
+                row, note = await _throughput(s, engine, schema, topics, uid, n, consumers,
+                                              business_date)
                 rows.append(row)
                 notes.append(note)
             if book:
@@ -265,13 +281,19 @@ async def run(n: int, book: int, consumers: int, workers: int, settle: bool = Tr
 
 
 def main() -> None:
-    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    argv = sys.argv[1:]
+    business_date = None
+    if "--business-date" in argv:
+        at = argv.index("--business-date")
+        business_date = date.fromisoformat(argv[at + 1])
+        del argv[at:at + 2]
+    args = [a for a in argv if not a.startswith("--")]
     n = int(args[0]) if len(args) > 0 else 100_000
     book = int(args[1]) if len(args) > 1 else 1_000_000
     consumers = int(args[2]) if len(args) > 2 else 1
     workers = int(args[3]) if len(args) > 3 else 2
-    settle = "--unsettled" not in sys.argv
-    sys.stdout.write(asyncio.run(run(n, book, consumers, workers, settle)) + "\n")
+    settle = "--unsettled" not in argv
+    sys.stdout.write(asyncio.run(run(n, book, consumers, workers, settle, business_date)) + "\n")
 
 
 if __name__ == "__main__":
