@@ -160,6 +160,16 @@ _GC_OBJECTS_PER_RECORD = 40  # see ConsumerRunner.start
 
 
 @dataclass(slots=True)
+class _Applied:
+    """What one attempt at a batch applied, once its transaction has committed."""
+
+    todo: list[_Item]  # applied by their handlers
+    dead: list[_Item]  # dead-lettered now (not already from this position)
+    duplicates: int  # copies skipped: in the batch, or already in the inbox
+    written: list[tuple[int, int]]  # outbox rows to publish inline (id, shard)
+
+
+@dataclass(slots=True)
 class _Fetched:
     """A batch read from Kafka and parsed, with the revocation count when it was read."""
 
@@ -575,52 +585,7 @@ class ConsumerRunner:
         async with self._conn.begin() as conn:
             ctx = BatchContext(conn, cfg.topics, cfg.source)
             try:
-                wanted: list[_Item] = []
-                seen: set[tuple[str, str]] = set()
-                duplicates = 0
-                for item in items:
-                    pair = (item.key.source, item.key.id)
-                    if item.reason is not None:
-                        # a later copy of a dead-lettered event is a duplicate: the event stays
-                        # dead until it is replayed, whichever copy came first
-                        seen.add(pair)
-                        continue
-                    if item.event is None:
-                        continue  # a type this consumer skips
-                    if pair in seen:
-                        duplicates += 1
-                        continue
-                    seen.add(pair)
-                    wanted.append(item)
-                fresh = await inbox.claim(conn, spec.name, [i.key for i in wanted])
-                todo = wanted if fresh is None else [
-                    i for i in wanted if (i.key.source, i.key.id) in fresh]
-                duplicates += len(wanted) - len(todo)
-                events = [i.event for i in todo if i.event is not None]
-                try:
-                    if spec.before_batch is not None and todo:
-                        await spec.before_batch(ctx, events)
-                except Exception as exc:
-                    if is_transient(exc):
-                        raise
-                    raise _Unattributable(repr(exc)) from exc
-                for item in todo:
-                    await self._handle(ctx, item)
-                try:
-                    if spec.after_batch is not None and todo:
-                        await spec.after_batch(ctx)
-                except Exception as exc:
-                    if is_transient(exc):
-                        raise
-                    raise _Unattributable(repr(exc)) from exc
-                dead = list({(i.key.source, i.key.id): i
-                             for i in reversed(items) if i.reason is not None}.values())[::-1]
-                dead = await self._drop_known_dead(conn, dead)
-                await inbox.mark_dead(conn, spec.name, [i.key for i in dead])
-                messages = ctx.outbox + [self._dead_letter(i) for i in dead]
-                inline = self.inline is not None and 0 < len(messages) <= cfg.inline_publish_max
-                written = await outbox.write(conn, messages, cfg.outbox_shards, cfg.schema,
-                                             notify=not inline)
+                done = await self._apply_in(ctx, items)
             finally:
                 # the batch's scratch state may point back at the context (staging's Casework
                 # does): a cycle, which held every loan, ledger and message of the batch until
@@ -629,22 +594,74 @@ class ConsumerRunner:
                 ctx.state.clear()
         # committed (a crash or a lost connection from here on leaves the rows to the relay
         # thread: its first cycle after a start, or its poll)
-        if written and self.inline is not None:
-            self.inline.kick(written)
-        self.applied += len(todo)
-        self.dead_lettered += len(dead)
-        if duplicates:
-            EVENTS_DUPLICATE.labels(spec.name).inc(duplicates)
+        if done.written and self.inline is not None:
+            self.inline.kick(done.written)
+        self.applied += len(done.todo)
+        self.dead_lettered += len(done.dead)
+        if done.duplicates:
+            EVENTS_DUPLICATE.labels(spec.name).inc(done.duplicates)
         per_topic: dict[str, int] = {}
-        for item in todo:
+        for item in done.todo:
             per_topic[item.record.topic] = per_topic.get(item.record.topic, 0) + 1
         for topic, count in per_topic.items():
             EVENTS_CONSUMED.labels(spec.name, topic).inc(count)
-        for item in dead:
+        for item in done.dead:
             EVENTS_DEAD_LETTERED.labels(spec.name, item.record.topic, item.reason).inc()
             log.warning("dead-lettered", extra={
                 "consumer": spec.name, "topic": item.record.topic, "reason": item.reason,
                 "partition": item.record.partition, "offset": item.record.offset})
+
+    async def _apply_in(self, ctx: BatchContext, items: list[_Item]) -> _Applied:
+        """One attempt at a batch inside its transaction (``ctx.conn``): inbox, hooks and
+        handlers, dead letters, outbox."""
+        spec, cfg, conn = self.spec, self.config, ctx.conn
+        wanted: list[_Item] = []
+        seen: set[tuple[str, str]] = set()
+        duplicates = 0
+        for item in items:
+            pair = (item.key.source, item.key.id)
+            if item.reason is not None:
+                # a later copy of a dead-lettered event is a duplicate: the event stays
+                # dead until it is replayed, whichever copy came first
+                seen.add(pair)
+                continue
+            if item.event is None:
+                continue  # a type this consumer skips
+            if pair in seen:
+                duplicates += 1
+                continue
+            seen.add(pair)
+            wanted.append(item)
+        fresh = await inbox.claim(conn, spec.name, [i.key for i in wanted])
+        todo = wanted if fresh is None else [
+            i for i in wanted if (i.key.source, i.key.id) in fresh]
+        duplicates += len(wanted) - len(todo)
+        events = [i.event for i in todo if i.event is not None]
+        try:
+            if spec.before_batch is not None and todo:
+                await spec.before_batch(ctx, events)
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            raise _Unattributable(repr(exc)) from exc
+        for item in todo:
+            await self._handle(ctx, item)
+        try:
+            if spec.after_batch is not None and todo:
+                await spec.after_batch(ctx)
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            raise _Unattributable(repr(exc)) from exc
+        dead = list({(i.key.source, i.key.id): i
+                     for i in reversed(items) if i.reason is not None}.values())[::-1]
+        dead = await self._drop_known_dead(conn, dead)
+        await inbox.mark_dead(conn, spec.name, [i.key for i in dead])
+        messages = ctx.outbox + [self._dead_letter(i) for i in dead]
+        inline = self.inline is not None and 0 < len(messages) <= cfg.inline_publish_max
+        written = await outbox.write(conn, messages, cfg.outbox_shards, cfg.schema,
+                                     notify=not inline)
+        return _Applied(todo, dead, duplicates, written)
 
     async def _handle(self, ctx: BatchContext, item: _Item) -> None:
         assert item.event is not None
